@@ -1,0 +1,72 @@
+"""Forward-pass throughput: MoE vs its dense-equivalent, and routing capture on vs off.
+
+    python bench/forward.py                 # batch 8 x 256, glam-small (d 256, ff 1024,
+                                            # 8 layers, 16 experts, capacity factor 2.0)
+    python bench/forward.py --rounds 20 --batch 8 --seq 256 --preset glam-small
+
+The variants run interleaved, round after round, in one process so machine noise hits
+them alike; figures are medians. Targets: MoE >= 0.8x dense-equivalent tokens/s, capture
+costing <= 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from glam.config import GlamConfig
+from glam.model import build, forward
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="glam-small")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--capacity-factor", type=float, default=2.0)
+    args = parser.parse_args()
+
+    cfg = GlamConfig.preset(args.preset, capacity_factor=args.capacity_factor)
+    moe, dense = build(cfg, seed=0), build(cfg.dense_equivalent(), seed=0)
+    tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (args.batch, args.seq))
+    variants = {
+        "moe": lambda: forward(moe, tokens)[0],
+        "moe+capture": lambda: forward(moe, tokens, capture=True),
+        "dense-equivalent": lambda: forward(dense, tokens)[0],
+    }
+    for fn in variants.values():  # compile and warm up
+        _timed(fn)
+        _timed(fn)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants.items():
+            times[name].append(_timed(fn))
+
+    n_tokens = args.batch * args.seq
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+    print(
+        f"{jax.devices()[0].platform} x{jax.device_count()} | {cfg.name}: d_model={cfg.d_model}"
+        f" d_ff={cfg.d_ff} layers={cfg.num_layers} experts={cfg.num_experts}"
+        f" cf={cfg.capacity_factor} | batch {args.batch} x {args.seq} | {args.rounds} rounds"
+    )
+    for name, seconds in median.items():
+        print(f"  {name:18s} {n_tokens / seconds:10.0f} tokens/s  ({seconds * 1e3:7.1f} ms)")
+    moe_vs_dense = median["dense-equivalent"] / median["moe"]
+    capture_cost = median["moe+capture"] / median["moe"] - 1
+    print(f"  MoE / dense-equivalent throughput: {moe_vs_dense:.3f}x  (target >= 0.8)")
+    print(f"  capture cost: {capture_cost * 100:+.1f}%  (target <= 5%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The routing capture contract: what one forward pass reports about its MoE routing.
+
+Everything downstream of the model (storage, API, dashboard) consumes `RoutingTrace` and
+nothing model-internal. Axis letters: L MoE layers, B batch, S sequence positions,
+E experts; the trailing 2 is the rank of the choice (0 = top-1, 1 = top-2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from flax import nnx
+
+
+class RoutingCapture(nnx.Intermediate):
+    """Variable type the MoE layers `sow` routing into; read back with `nnx.capture`."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RoutingTrace:
+    """Per-token routing of one forward pass over a batch [B, S], as numpy arrays."""
+
+    moe_layers: np.ndarray  # [L] int32, absolute layer index of each MoE layer
+    tokens: np.ndarray  # [B, S] int32 input token ids
+    mask: np.ndarray  # [B, S] bool, True for valid (non-padding) tokens
+    expert: np.ndarray  # [L, B, S, 2] int16 chosen experts (top-1, top-2)
+    gate: np.ndarray  # [L, B, S, 2] float32 combine weight after capacity drops
+    prob: np.ndarray  # [L, B, S, 2] float32 raw router probability of each choice
+    kept: np.ndarray  # [L, B, S, 2] bool, False when capacity dropped the assignment
+    entropy: np.ndarray  # [L, B, S] float32 router entropy in nats
+    aux_loss: np.ndarray  # [L] float32 load-balancing loss (1.0 when perfectly balanced)
+    z_loss: np.ndarray  # [L] float32 router z-loss (mean logsumexp(logits)^2)
+    nll: np.ndarray  # [B, S] float32 next-token loss, NaN where there is no next token
+    predicted: np.ndarray  # [B, S] int32 argmax next-token prediction
+    router_probs: np.ndarray | None = None  # [L, B, S, E] float32, only when asked for
+
+    def __post_init__(self) -> None:
+        num_layers = self.moe_layers.shape[0]
+        batch, seq = self.tokens.shape
+        expected = {
+            "mask": (batch, seq),
+            "expert": (num_layers, batch, seq, 2),
+            "gate": (num_layers, batch, seq, 2),
+            "prob": (num_layers, batch, seq, 2),
+            "kept": (num_layers, batch, seq, 2),
+            "entropy": (num_layers, batch, seq),
+            "aux_loss": (num_layers,),
+            "z_loss": (num_layers,),
+            "nll": (batch, seq),
+            "predicted": (batch, seq),
+        }
+        for name, shape in expected.items():
+            actual = getattr(self, name).shape
+            if actual != shape:
+                raise ValueError(f"RoutingTrace.{name} has shape {actual}, expected {shape}")
+        if self.router_probs is not None and self.router_probs.shape[:3] != (
+            num_layers,
+            batch,
+            seq,
+        ):
+            raise ValueError(
+                f"RoutingTrace.router_probs has shape {self.router_probs.shape}, "
+                f"expected ({num_layers}, {batch}, {seq}, E)"
+            )
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.moe_layers.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.tokens.shape[1])
+
+    def select(self, rows: np.ndarray | list[int] | slice) -> RoutingTrace:
+        """The trace of a subset of the batch rows (e.g. one document)."""
+        return dataclasses.replace(
+            self,
+            tokens=self.tokens[rows],
+            mask=self.mask[rows],
+            expert=self.expert[:, rows],
+            gate=self.gate[:, rows],
+            prob=self.prob[:, rows],
+            kept=self.kept[:, rows],
+            entropy=self.entropy[:, rows],
+            nll=self.nll[rows],
+            predicted=self.predicted[rows],
+            router_probs=None if self.router_probs is None else self.router_probs[:, rows],
+        )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain name -> array mapping (for np.savez and serialisation)."""
+        arrays = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: v for k, v in arrays.items() if v is not None}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> RoutingTrace:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: np.asarray(v) for k, v in arrays.items() if k in names})
