@@ -10,6 +10,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 
 from glam.config import PRESETS, PUBLISHED_PARAMS, GlamConfig
 
@@ -66,6 +69,177 @@ def _preset(name: str) -> GlamConfig:
         raise CliError(str(error)) from None
 
 
+def _records(path: str, split: str | None = None) -> list:
+    from glam.corpus import CorpusError, read_corpus
+
+    try:
+        return read_corpus(path, split)
+    except CorpusError as error:
+        raise CliError(str(error)) from None
+
+
+def _load(path: str | None):
+    from glam.checkpoint import CheckpointError, load
+
+    try:
+        return load(path)
+    except CheckpointError as error:
+        raise CliError(str(error)) from None
+
+
+def cmd_corpus_build(args: argparse.Namespace) -> None:
+    from glam.corpus import build_corpus
+
+    stats = build_corpus(Path(args.out), max_chars_per_domain=args.max_chars, seed=args.seed)
+    print(json.dumps(stats.to_dict(), indent=2) if args.json else f"wrote {args.out}: "
+          f"{stats.docs} documents, {stats.chars} characters, {len(stats.to_dict()['domains'])}"
+          " domains")  # fmt: skip
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> None:
+    from glam.tokenizer import train_tokenizer
+
+    records = _records(args.corpus)
+    try:
+        path = train_tokenizer(records, Path(args.out), vocab_size=args.vocab_size)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    print(f"wrote {path}")
+
+
+def _save_at(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError("--save-at takes comma-separated step numbers") from None
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from glam.tokenizer import Tokenizer
+    from glam.train import TrainConfig, train
+
+    cfg = _preset(args.preset)
+    if args.dense_equivalent:
+        cfg = cfg.dense_equivalent()
+    records = _records(args.corpus)
+    tokenizer_path = Path(args.tokenizer)
+    if not tokenizer_path.exists():
+        raise CliError(f"tokenizer not found: {tokenizer_path} (run `glam tokenizer train`)")
+    tokenizer = Tokenizer.load(tokenizer_path)
+    train_cfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        peak_lr=args.lr,
+        warmup_steps=args.warmup,
+        seed=args.seed,
+        save_at=args.save_at,
+    )
+    bar = tqdm(total=args.steps, desc=cfg.name, unit="step", disable=args.quiet)
+
+    def progress(step: int, row: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix(
+            loss=f"{row['loss']:.3f}", aux=f"{row['aux_loss']:.3f}", drop=f"{row['drop_rate']:.3f}"
+        )
+
+    try:
+        result = train(cfg, records, tokenizer, Path(args.out), train_cfg,
+                       resume=args.resume, progress=progress)  # fmt: skip
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    finally:
+        bar.close()
+    final = result.history[-1]
+    print(
+        f"trained {cfg.name} for {result.steps} steps ({result.tokens_seen} tokens) in "
+        f"{result.wall_seconds:.0f}s: loss {final['loss']:.3f}; saved "
+        + ", ".join(str(p) for p in result.saved.values())
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from glam.evaluate import evaluate
+
+    loaded = _load(args.checkpoint)
+    records = _records(args.corpus)
+    try:
+        result = evaluate(loaded.model, loaded.tokenizer, records, seq_len=args.seq_len)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return
+    for row in (*result.domains, result.overall):
+        print(f"{row.domain:14s} loss {row.loss:6.3f}  ppl {row.perplexity:9.2f}  ({row.tokens})")
+    print(f"drop rate {result.drop_rate:.4f}  aux loss {result.aux_loss:.4f}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from glam.generate import generate
+
+    loaded = _load(args.checkpoint)
+    try:
+        out = generate(loaded.model, loaded.tokenizer, args.prompt,
+                       max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                       top_p=args.top_p, seed=args.seed)  # fmt: skip
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print(json.dumps({"text": out.text, **_trace_json(loaded, out.trace)}))
+    else:
+        print(args.prompt + out.text)
+
+
+def _trace_json(loaded, trace) -> dict:
+    pieces = loaded.tokenizer.pieces(trace.tokens[0].tolist())
+    tokens = []
+    for pos, piece in enumerate(pieces):
+        tokens.append({
+            "piece": piece,
+            "token_id": int(trace.tokens[0, pos]),
+            "nll": None if np.isnan(trace.nll[0, pos]) else float(trace.nll[0, pos]),
+            "routes": [
+                {
+                    "layer": int(layer),
+                    "experts": trace.expert[i, 0, pos].tolist(),
+                    "gates": trace.gate[i, 0, pos].round(4).tolist(),
+                    "kept": trace.kept[i, 0, pos].tolist(),
+                }
+                for i, layer in enumerate(trace.moe_layers)
+            ],
+        })  # fmt: skip
+    return {"tokens": tokens}
+
+
+def cmd_trace(args: argparse.Namespace) -> None:
+    from glam.model import forward
+
+    loaded = _load(args.checkpoint)
+    ids = loaded.tokenizer.encode(args.text)
+    if not ids:
+        raise CliError("the text is empty")
+    if len(ids) > loaded.config.max_len:
+        raise CliError(f"the text is {len(ids)} tokens; the model takes {loaded.config.max_len}")
+    _, trace = forward(loaded.model, np.asarray([ids], np.int32), capture=True)
+    if args.json:
+        print(json.dumps(_trace_json(loaded, trace)))
+        return
+    layers = trace.moe_layers.tolist()
+    print(f"{'token':>16s}  " + "  ".join(f"layer {layer:<2d} (e1 e2)" for layer in layers))
+    for pos, piece in enumerate(loaded.tokenizer.pieces(ids)):
+        cells = []
+        for i in range(len(layers)):
+            e1, e2 = trace.expert[i, 0, pos]
+            k1, k2 = trace.kept[i, 0, pos]
+            mark = lambda e, kept: f"{e:>2d}" + (" " if kept else "x")
+            cells.append(f"{mark(e1, k1)} {mark(e2, k2)}".ljust(19))
+        print(f"{piece!r:>16s}  " + "  ".join(cells))
+    print("(x: dropped by capacity)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glam", description="GLaM routing lab: the model.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +251,66 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)
+
+    corpus = sub.add_parser("corpus", help="the training corpus").add_subparsers(
+        dest="action", required=True
+    )
+    p = corpus.add_parser("build", help="build the offline multi-domain corpus (JSONL)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-chars", type=int, default=400_000, help="cap per domain")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_corpus_build)
+
+    tok = sub.add_parser("tokenizer", help="the SentencePiece tokenizer").add_subparsers(
+        dest="action", required=True
+    )
+    p = tok.add_parser("train", help="train a tokenizer on a corpus")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--vocab-size", type=int, default=8192)
+    p.set_defaults(func=cmd_tokenizer_train)
+
+    p = sub.add_parser("train", help="train a model")
+    p.add_argument("--preset", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--tokenizer", required=True, help="tokenizer.model or its directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-at", type=_save_at, default=(), help="e.g. 25,100")
+    p.add_argument("--dense-equivalent", action="store_true",
+                   help="train the preset's dense-equivalent instead")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="validation loss per domain")
+    p.add_argument("--checkpoint", default=None, help="model directory (default: shipped)")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("generate", help="generate text, with its routing")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("trace", help="each token's experts per MoE layer")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--text", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_trace)
     return parser
 
 
@@ -88,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as error:
         print(f"glam {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

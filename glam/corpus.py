@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import gzip
 import hashlib
 import importlib.metadata
 import importlib.resources
@@ -184,7 +185,8 @@ def read_corpus(
         raise CorpusError(f"corpus file not found: {path}")
     records: list[Record] = []
     unsplit: dict[str, list[int]] = collections.defaultdict(list)  # domain -> record indices
-    with path.open("rb") as f:
+    # A .gz corpus is read as it is (the shipped model carries its corpus compressed).
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             where = f"{path}, line {lineno}"
             try:

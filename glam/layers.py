@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -161,6 +162,14 @@ class GeluFFN(nnx.Module):
         return jax.nn.gelu(x_bsd @ self.up_df[...]) @ self.down_fd[...]
 
 
+class RouterStats(NamedTuple):
+    """What an MoE layer reports on every call, capture or not (training needs it)."""
+
+    aux_loss: jax.Array  # [] load-balancing loss
+    z_loss: jax.Array  # [] router z-loss
+    drop_rate: jax.Array  # [] share of valid tokens' assignments (both ranks) dropped
+
+
 @dataclasses.dataclass(frozen=True)
 class RouteOptions:
     """Per-call routing inputs of the MoE layers (static: they shape the program)."""
@@ -190,9 +199,9 @@ class MoE(nnx.Module):
         mask_bs: jax.Array,
         ablated_e: jax.Array | None,
         options: RouteOptions,
-    ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Returns the layer output [b, s, d], aux_loss [] and z_loss [] (one group per
-        sequence). `ablated_e` [e] bool switches experts off for this call."""
+    ) -> tuple[jax.Array, RouterStats]:
+        """The layer output [b, s, d] and its router statistics (one group per sequence).
+        `ablated_e` [e] bool switches experts off for this call."""
         logits_bse = jnp.einsum(
             "bsd,de->bse", x_bsd.astype(jnp.float32), self.router_de[...].astype(jnp.float32)
         )
@@ -228,4 +237,6 @@ class MoE(nnx.Module):
         if options.capture.router_probs:
             record["router_probs"] = gating.probs
         options.capture.maybe_sow_routing(self, record)
-        return y_bsd, gating.aux_loss, gating.z_loss
+        valid_assignments = jnp.maximum(2.0 * jnp.sum(mask_bs), 1.0)
+        dropped = jnp.sum(mask_bs[..., None] & ~gating.kept)
+        return y_bsd, RouterStats(gating.aux_loss, gating.z_loss, dropped / valid_assignments)

@@ -30,6 +30,7 @@ from glam.layers import (
     MoE,
     RMSNorm,
     RouteOptions,
+    RouterStats,
     _param,
 )
 from glam.trace import RoutingCapture, RoutingTrace
@@ -69,18 +70,18 @@ class Block(nnx.Module):
         ablated_e: jax.Array | None,
         options: RouteOptions,
         cache: KVCache | None = None,
-    ) -> tuple[jax.Array, jax.Array | None, jax.Array | None, KVCache | None]:
+    ) -> tuple[jax.Array, RouterStats | None, KVCache | None]:
         attn_bsd, cache = self.attn(
             self.attn_norm(x_bsd), q_pos=q_pos, key_mask_bt=key_mask_bt, cache=cache
         )
         x_bsd = x_bsd + attn_bsd
         normed_bsd = self.ffn_norm(x_bsd)
         if self.kind == "moe":
-            ffn_bsd, aux, z = self.ffn(
+            ffn_bsd, stats = self.ffn(
                 normed_bsd, mask_bs=mask_bs, ablated_e=ablated_e, options=options
             )
-            return x_bsd + ffn_bsd, aux, z, cache
-        return x_bsd + self.ffn(normed_bsd), None, None, cache
+            return x_bsd + ffn_bsd, stats, cache
+        return x_bsd + self.ffn(normed_bsd), None, cache
 
 
 class Glam(nnx.Module):
@@ -104,8 +105,9 @@ class Glam(nnx.Module):
         q_pos: jax.Array | None = None,
         key_mask_bt: jax.Array | None = None,
         caches: Sequence[KVCache] | None = None,
-    ) -> tuple[jax.Array, jax.Array, jax.Array, list[KVCache] | None]:
-        """Logits [b, s, v], aux_loss [L], z_loss [L] (L MoE layers) and updated KV caches.
+    ) -> tuple[jax.Array, RouterStats, list[KVCache] | None]:
+        """Logits [b, s, v], router statistics stacked over the L MoE layers ([L] each)
+        and the updated KV caches.
 
         `ablated_le` [L, e] bool switches experts off per MoE layer. Incremental decoding
         passes `caches` (one (k, v) per layer), the new tokens' positions `q_pos` and the
@@ -116,16 +118,15 @@ class Glam(nnx.Module):
             q_pos = jnp.arange(tokens_bs.shape[1])
         if key_mask_bt is None:
             key_mask_bt = mask_bs
-        aux_losses, z_losses, new_caches = [], [], []
+        stats, new_caches = [], []
         for index, block in enumerate(self.blocks):
-            moe_ordinal = len(aux_losses)
-            x_bsd, aux, z, cache = block(
+            x_bsd, layer_stats, cache = block(
                 x_bsd,
                 q_pos=q_pos,
                 mask_bs=mask_bs,
                 key_mask_bt=key_mask_bt,
                 ablated_e=(
-                    ablated_le[moe_ordinal]
+                    ablated_le[len(stats)]
                     if ablated_le is not None and block.kind == "moe"
                     else None
                 ),
@@ -133,18 +134,15 @@ class Glam(nnx.Module):
                 cache=None if caches is None else caches[index],
             )
             new_caches.append(cache)
-            if aux is not None:
-                aux_losses.append(aux)
-                z_losses.append(z)
+            if layer_stats is not None:
+                stats.append(layer_stats)
         x_bsd = self.final_norm(x_bsd)
         logits_bsv = jnp.einsum("bsd,vd->bsv", x_bsd, self.embed_vd[...])
-        stack = lambda xs: jnp.stack(xs) if xs else jnp.zeros((0,), jnp.float32)
-        return (
-            logits_bsv,
-            stack(aux_losses),
-            stack(z_losses),
-            new_caches if caches is not None else None,
-        )
+        if stats:
+            router = RouterStats(*(jnp.stack(field) for field in zip(*stats, strict=True)))
+        else:
+            router = RouterStats(*(jnp.zeros((0,), jnp.float32) for _ in RouterStats._fields))
+        return logits_bsv, router, new_caches if caches is not None else None
 
 
 def build(cfg: GlamConfig, seed: int = 0) -> Glam:
@@ -230,7 +228,7 @@ def _forward_compiled(
 
     if not options.capture.routing:
         return call(model, tokens_bs)[0], None
-    (logits_bsv, _, _, _), captured = nnx.capture(call, RoutingCapture)(model, tokens_bs)
+    (logits_bsv, _, _), captured = nnx.capture(call, RoutingCapture)(model, tokens_bs)
     record = _collect_routing(model, captured, tokens_bs, options)
     record["nll"], record["predicted"] = next_token_stats(logits_bsv, tokens_bs, mask_bs)
     return logits_bsv, record
