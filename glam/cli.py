@@ -240,6 +240,12 @@ def cmd_trace(args: argparse.Namespace) -> None:
     print("(x: dropped by capacity)")
 
 
+def cmd_ship(args: argparse.Namespace) -> None:
+    from glam.model_card import main_ship
+
+    main_ship(args.run, args.dense_run, args.early, args.corpus, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glam", description="GLaM routing lab: the model.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -305,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("ship", help="copy a run into checkpoints/ with its model card")
+    p.add_argument("--run", required=True, help="training output directory")
+    p.add_argument("--dense-run", default=None, help="the dense-equivalent's run, to compare")
+    p.add_argument("--early", required=True, help="e.g. step-000025")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_ship)
 
     p = sub.add_parser("trace", help="each token's experts per MoE layer")
     p.add_argument("--checkpoint", default=None)

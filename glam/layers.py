@@ -233,6 +233,8 @@ class MoE(nnx.Module):
             "entropy": gating.entropy,
             "aux_loss": gating.aux_loss,
             "z_loss": gating.z_loss,
+            "group_aux_loss": gating.group_aux_loss,
+            "group_z_loss": gating.group_z_loss,
         }
         if options.capture.router_probs:
             record["router_probs"] = gating.probs

@@ -205,6 +205,8 @@ def _collect_routing(
         "entropy": jnp.zeros((0, batch, seq), jnp.float32),
         "aux_loss": jnp.zeros((0,), jnp.float32),
         "z_loss": jnp.zeros((0,), jnp.float32),
+        "group_aux_loss": jnp.zeros((0, batch), jnp.float32),
+        "group_z_loss": jnp.zeros((0, batch), jnp.float32),
     }
     if options.capture.router_probs:
         empty["router_probs"] = jnp.zeros((0, batch, seq, 0), jnp.float32)
@@ -320,12 +322,15 @@ def forward(
             record = {
                 k: v
                 if k in ("aux_loss", "z_loss")
-                else (v[:batch] if v.ndim == 2 else v[:, :batch])
+                else (v[:batch] if k in _PER_ROW else v[:, :batch])
                 for k, v in record.items()
             }
     if record is None:
         return logits, None
     return logits, _to_trace(cfg, tokens, mask, record)
+
+
+_PER_ROW = ("nll", "predicted")  # [B, S]; every other per-token field is [L, B, ...]
 
 
 def _to_trace(
@@ -346,4 +351,6 @@ def _to_trace(
         nll=host["nll"].astype(np.float32),
         predicted=host["predicted"].astype(np.int32),
         router_probs=host.get("router_probs"),
+        group_aux_loss=host["group_aux_loss"].astype(np.float32),
+        group_z_loss=host["group_z_loss"].astype(np.float32),
     )

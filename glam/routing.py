@@ -30,8 +30,10 @@ class Top2Gating(NamedTuple):
     slot: jax.Array  # [g, s, r] int32 position in the expert's buffer; -1 when not kept
     probs: jax.Array  # [g, s, e] float32 full router distribution
     entropy: jax.Array  # [g, s] float32 router entropy (nats)
-    aux_loss: jax.Array  # [] float32 load-balancing loss, mean over groups
+    aux_loss: jax.Array  # [] float32 load-balancing loss, mean over groups with tokens
     z_loss: jax.Array  # [] float32 mean over valid tokens of logsumexp(logits)^2
+    group_aux_loss: jax.Array  # [g] float32 each group's own aux loss (0 if it is empty)
+    group_z_loss: jax.Array  # [g] float32 each group's own z loss (0 if it is empty)
 
 
 def expert_capacity(*, group_size: int, num_experts: int, capacity_factor: float | None) -> int:
@@ -119,6 +121,7 @@ def top2_gating(
 
     log_z = jax.nn.logsumexp(logits, axis=-1)
     z_loss = jnp.sum(jnp.square(log_z) * valid) / jnp.maximum(jnp.sum(valid), 1.0)
+    group_z_loss = jnp.sum(jnp.square(log_z) * valid, axis=1) / safe_tokens[:, 0]
 
     capacity_g11 = jnp.broadcast_to(jnp.asarray(capacity, jnp.float32), (num_groups,))[
         :, None, None
@@ -150,6 +153,8 @@ def top2_gating(
         entropy=entropy,
         aux_loss=aux_loss,
         z_loss=z_loss,
+        group_aux_loss=aux_per_group * has_tokens,
+        group_z_loss=group_z_loss,
     )
 
 

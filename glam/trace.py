@@ -34,6 +34,10 @@ class RoutingTrace:
     nll: np.ndarray  # [B, S] float32 next-token loss, NaN where there is no next token
     predicted: np.ndarray  # [B, S] int32 argmax next-token prediction
     router_probs: np.ndarray | None = None  # [L, B, S, E] float32, only when asked for
+    # Each sequence's own aux and z loss [L, B] (0 for an empty row), so the trace of a
+    # subset of the batch reports the losses that subset would have alone.
+    group_aux_loss: np.ndarray | None = None
+    group_z_loss: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         num_layers = self.moe_layers.shape[0]
@@ -78,8 +82,20 @@ class RoutingTrace:
 
     def select(self, rows: np.ndarray | list[int] | slice) -> RoutingTrace:
         """The trace of a subset of the batch rows (e.g. one document)."""
+        aux_loss, z_loss = self.aux_loss, self.z_loss
+        group_aux = group_z = None
+        if self.group_aux_loss is not None and self.group_z_loss is not None:
+            group_aux, group_z = self.group_aux_loss[:, rows], self.group_z_loss[:, rows]
+            tokens = self.mask[rows].sum(-1).astype(np.float64)  # [b]
+            has_tokens = (tokens > 0).astype(np.float64)
+            aux_loss = (group_aux @ has_tokens / max(has_tokens.sum(), 1.0)).astype(np.float32)
+            z_loss = (group_z @ tokens / max(tokens.sum(), 1.0)).astype(np.float32)
         return dataclasses.replace(
             self,
+            aux_loss=aux_loss,
+            z_loss=z_loss,
+            group_aux_loss=group_aux,
+            group_z_loss=group_z,
             tokens=self.tokens[rows],
             mask=self.mask[rows],
             expert=self.expert[:, rows],

@@ -183,3 +183,17 @@ def test_bad_tokens_are_rejected(model):
         forward(model, np.array([[0, TINY.vocab_size]]))
     with pytest.raises(ValueError, match=r"\[batch, seq\]"):
         forward(model, np.array([1, 2, 3]))
+
+
+def test_selected_rows_report_the_losses_they_would_have_alone(model):
+    tokens = _tokens(3, 16, seed=13)
+    mask = np.ones_like(tokens, bool)
+    mask[2, 5:] = False
+    _, batch = forward(model, tokens, mask, capture=True)
+    for row, length in ((0, 16), (2, 5)):
+        _, alone = forward(model, tokens[row : row + 1, :length], capture=True)
+        picked = batch.select([row])
+        np.testing.assert_allclose(picked.aux_loss, alone.aux_loss, rtol=1e-5)
+        np.testing.assert_allclose(picked.z_loss, alone.z_loss, rtol=1e-5)
+    both = batch.select([0, 1])
+    assert both.tokens.shape == (2, 16) and both.aux_loss.shape == (2,)
