@@ -1,0 +1,204 @@
+"""Analyse texts: validate, tokenize, route through the batcher, store, serialise.
+
+The routes, the corpus jobs and the experiments all go through here, so a text is
+validated, run and stored the same way whoever asks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from fastapi import HTTPException, status
+from sqlalchemy.orm import Session
+
+from backend.batching import RouteRequest, freeze_ablation
+from backend.deps import AppState
+from backend.registry import UnknownCheckpoint
+from backend.schemas import Document, Route, Token
+from glam.model import ablation_mask
+from glam.tokenizer import Tokenizer
+from glam.trace import RoutingTrace
+from storage import ingest
+
+
+def bad_request(message: str, code: int = status.HTTP_422_UNPROCESSABLE_CONTENT) -> HTTPException:
+    return HTTPException(code, detail=message)
+
+
+def route_request(
+    state: AppState,
+    *,
+    checkpoint: str = "final",
+    ablate: Mapping[int, Sequence[int]] | None = None,
+    capacity_factor: float | None = None,
+    router_probs: bool = False,
+) -> RouteRequest:
+    """Check the routing options against the model; 422 with the reason when wrong."""
+    if checkpoint not in state.registry.names:
+        raise bad_request(
+            f"unknown checkpoint {checkpoint!r}; registered: {', '.join(state.registry.names)}"
+        )
+    try:
+        ablation_mask(state.registry.main.config, ablate)
+    except ValueError as error:
+        raise bad_request(f"ablate: {error}") from None
+    return RouteRequest(
+        checkpoint=checkpoint,
+        ablate=freeze_ablation(dict(ablate) if ablate else None),
+        capacity_factor=capacity_factor,
+        router_probs=router_probs,
+    )
+
+
+def tokenize(state: AppState, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, within the limits; 413/422 naming the text otherwise."""
+    if len(texts) > state.settings.max_texts_per_request:
+        raise bad_request(
+            f"{len(texts)} texts in one request; the limit is "
+            f"{state.settings.max_texts_per_request}",
+            status.HTTP_413_CONTENT_TOO_LARGE,
+        )
+    tokenizer = state.registry.main.tokenizer
+    ids = tokenizer.encode_batch(list(texts))
+    for index, seq in enumerate(ids):
+        if not seq:
+            raise bad_request(f"texts[{index}] encodes to no tokens")
+        if len(seq) > state.max_tokens:
+            raise bad_request(
+                f"texts[{index}] is {len(seq)} tokens; the limit is {state.max_tokens} "
+                "(split it, or analyse a corpus as a job)",
+                status.HTTP_413_CONTENT_TOO_LARGE,
+            )
+    return ids
+
+
+async def run_model(
+    state: AppState, sequences: list[list[int]], options: RouteRequest
+) -> RoutingTrace:
+    try:
+        trace = await state.batcher.submit(sequences, options)
+    except UnknownCheckpoint as error:
+        raise bad_request(str(error)) from None
+    state.metrics.tokens_analysed.inc(sum(len(s) for s in sequences))
+    return trace
+
+
+def run_parameters(options: RouteRequest, state: AppState) -> dict[str, Any]:
+    """What a stored run records about how the model was run (None where default)."""
+    return {
+        "ablation": {str(layer): list(experts) for layer, experts in options.ablate} or None,
+        "capacity_factor": options.capacity_factor,
+        "checkpoint": None if options.checkpoint == "final" else options.checkpoint,
+        "checkpoint_sha256": state.registry.info(options.checkpoint).sha256,
+    }
+
+
+def register_model(session: Session, state: AppState) -> None:
+    """Make sure the served model and its vocabulary are in the store."""
+    main = state.registry.main
+    ingest.register_model(
+        session,
+        name=main.config.name,
+        num_experts=main.config.num_experts,
+        vocab_size=main.config.vocab_size,
+        preset=main.config.name,
+        config=main.config.to_dict(),
+        checkpoint_sha256=state.registry.info("final").sha256,
+        moe_layers=list(main.config.moe_layers),
+        pieces=main.tokenizer.vocab(),
+    )
+
+
+def store_run(
+    session: Session,
+    state: AppState,
+    *,
+    trace: RoutingTrace,
+    texts: Sequence[str],
+    domains: Sequence[str] | str,
+    options: RouteRequest,
+    source: str = "request",
+) -> tuple[int, list[int]]:
+    """Write one run, whole or not at all; returns (run id, document ids)."""
+    document_ids: list[int]
+    with session.begin():
+        if not state.model_registered:
+            register_model(session, state)
+        run_id = ingest.create_run(
+            session,
+            model_name=state.model_name,
+            source=source,
+            parameters=run_parameters(options, state),
+        )
+        document_ids = ingest.add_documents(
+            session, run_id, trace=trace, texts=texts, domains=domains
+        )
+    state.model_registered = True
+    return run_id, document_ids
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def documents_from_trace(
+    trace: RoutingTrace,
+    tokenizer: Tokenizer,
+    domains: Sequence[str],
+    document_ids: Sequence[int] | None = None,
+) -> list[Document]:
+    """The API's per-token view of a trace (one document per batch row)."""
+    vocab = tokenizer.vocab()
+    layers = trace.moe_layers.tolist()
+    documents = []
+    for row in range(trace.batch_size):
+        length = int(trace.mask[row].sum())
+        ids = trace.tokens[row, :length].tolist()
+        expert = trace.expert[:, row, :length].tolist()
+        gate = trace.gate[:, row, :length].round(6).tolist()
+        prob = trace.prob[:, row, :length].round(6).tolist()
+        kept = trace.kept[:, row, :length].tolist()
+        entropy = trace.entropy[:, row, :length].round(6).tolist()
+        probs = None if trace.router_probs is None else trace.router_probs[:, row, :length].tolist()
+        nll = trace.nll[row, :length]
+        predicted = trace.predicted[row, :length].tolist()
+        tokens = [
+            Token(
+                position=pos,
+                piece=vocab[token_id],
+                token_id=token_id,
+                nll=_finite(nll[pos]),
+                predicted=predicted[pos],
+                predicted_piece=vocab[predicted[pos]],
+                routes=[
+                    Route(
+                        layer=layer,
+                        experts=expert[i][pos],
+                        gates=gate[i][pos],
+                        probs=prob[i][pos],
+                        kept=kept[i][pos],
+                        entropy=entropy[i][pos],
+                        router_probs=None if probs is None else probs[i][pos],
+                    )
+                    for i, layer in enumerate(layers)
+                ],
+            )
+            for pos, token_id in enumerate(ids)
+        ]
+        finite = nll[~np.isnan(nll)]
+        documents.append(
+            Document(
+                index=row,
+                document_id=None if document_ids is None else int(document_ids[row]),
+                domain=domains[row],
+                n_tokens=length,
+                mean_nll=float(finite.mean()) if finite.size else None,
+                aux_loss=trace.select([row]).aux_loss.tolist(),
+                z_loss=trace.select([row]).z_loss.tolist(),
+                tokens=tokens,
+            )
+        )
+    return documents

@@ -1,0 +1,153 @@
+"""Dynamic batching: concurrent analyse requests share one forward pass.
+
+Requests that arrive within `window` of each other and ask for the same routing options
+(checkpoint, ablation, capacity factor, router probs) are padded into one batch. Because a
+group is one sequence and each sequence's capacity comes from its own valid tokens, every
+request routes exactly as it would alone. Shapes are padded to buckets (powers of two in
+rows and in length) so the number of compiled programs stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from glam.model import Glam, forward
+from glam.trace import RoutingTrace
+
+MIN_LENGTH_BUCKET = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteRequest:
+    """How to run the model: requests with equal options can share a batch."""
+
+    checkpoint: str = "final"
+    ablate: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    capacity_factor: float | None = None
+    router_probs: bool = False
+
+
+def length_bucket(length: int, max_len: int) -> int:
+    return min(max_len, max(MIN_LENGTH_BUCKET, 1 << math.ceil(math.log2(max(length, 1)))))
+
+
+def rows_bucket(rows: int) -> int:
+    return 1 << math.ceil(math.log2(max(rows, 1)))
+
+
+def run_batch(
+    model: Glam, sequences: Sequence[Sequence[int]], options: RouteRequest
+) -> RoutingTrace:
+    """One padded forward pass over `sequences`; the trace keeps only their rows."""
+    width = length_bucket(max(len(s) for s in sequences), model.config.max_len)
+    rows = rows_bucket(len(sequences))
+    tokens = np.zeros((rows, width), np.int32)
+    mask = np.zeros((rows, width), bool)
+    for row, ids in enumerate(sequences):
+        tokens[row, : len(ids)] = ids
+        mask[row, : len(ids)] = True
+    _, trace = forward(
+        model,
+        tokens,
+        mask,
+        capture=True,
+        router_probs=options.router_probs,
+        ablate={layer: list(experts) for layer, experts in options.ablate} or None,
+        capacity_factor=options.capacity_factor,
+    )
+    return trace.select(slice(0, len(sequences)))
+
+
+@dataclasses.dataclass
+class _Pending:
+    sequences: list[list[int]]
+    options: RouteRequest
+    future: asyncio.Future
+
+
+class Batcher:
+    """Collects analyse requests and runs them in as few forward passes as possible."""
+
+    def __init__(
+        self,
+        resolve: Callable[[str], Glam],
+        *,
+        window_s: float = 0.005,
+        max_rows: int = 32,
+        on_batch: Callable[[int, int], None] | None = None,
+    ):
+        self._resolve = resolve
+        self._window = window_s
+        self._max_rows = max_rows
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._worker: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
+    async def submit(self, sequences: list[list[int]], options: RouteRequest) -> RoutingTrace:
+        """The trace of `sequences` (one row each), computed in some shared batch."""
+        if self._worker is None:
+            raise RuntimeError("the batcher is not running")
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(sequences, options, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            pending = [first]
+            deadline = asyncio.get_running_loop().time() + self._window
+            while sum(len(p.sequences) for p in pending) < self._max_rows:
+                timeout = deadline - asyncio.get_running_loop().time()
+                if timeout <= 0:
+                    break
+                try:
+                    pending.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except TimeoutError:
+                    break
+            groups: dict[RouteRequest, list[_Pending]] = {}
+            for item in pending:
+                groups.setdefault(item.options, []).append(item)
+            for options, items in groups.items():
+                await self._run_group(options, items)
+
+    async def _run_group(self, options: RouteRequest, items: list[_Pending]) -> None:
+        sequences = [seq for item in items for seq in item.sequences]
+        try:
+            model = self._resolve(options.checkpoint)
+            trace = await asyncio.to_thread(run_batch, model, sequences, options)
+        except Exception as error:  # delivered to every waiting request
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            return
+        if self._on_batch:
+            self._on_batch(len(items), len(sequences))
+        start = 0
+        for item in items:
+            rows = slice(start, start + len(item.sequences))
+            start = rows.stop
+            if not item.future.done():
+                item.future.set_result(trace.select(rows))
+
+
+def freeze_ablation(ablate: dict[Any, Sequence[int]] | None) -> tuple:
+    """A hashable, order-independent form of {layer: [experts]}."""
+    if not ablate:
+        return ()
+    return tuple(sorted((int(k), tuple(sorted({int(e) for e in v}))) for k, v in ablate.items()))

@@ -1,0 +1,75 @@
+"""Dependencies shared by the routes: the app's state, a database session, the API key."""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.batching import Batcher
+from backend.metrics import Metrics
+from backend.registry import ModelRegistry
+from backend.settings import Settings
+
+
+@dataclasses.dataclass
+class AppState:
+    """What the lifespan builds once and every request shares."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    registry: ModelRegistry
+    batcher: Batcher
+    metrics: Metrics
+    jobs: object | None = None  # backend.jobs.JobRunner, set once it starts
+    model_registered: bool = False  # the served model and its vocabulary are in the store
+
+    @property
+    def model_name(self) -> str:
+        return self.registry.main.config.name
+
+    @property
+    def max_tokens(self) -> int:
+        cfg = self.registry.main.config
+        return min(self.settings.max_tokens_per_text or cfg.max_len, cfg.max_len)
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.glamlab
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def require_api_key(state: StateDep, key: Annotated[str | None, Security(_api_key_header)]) -> None:
+    """Writes and model compute need the key when one is configured."""
+    expected = state.settings.api_key
+    if expected is None:
+        return
+    # Constant-time comparison: the response time says nothing about how much matched.
+    if key is None or not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing or wrong X-API-Key header",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+
+
+WriteAccess = Depends(require_api_key)

@@ -1,0 +1,116 @@
+"""Causal experiments, computed on the fly from paired forward passes of the same texts.
+
+Ablation: the same texts with and without some experts switched off: per-domain change
+in mean next-token loss, and where the tokens that used a switched-off expert went.
+Saturation (OLMoE eq. 5): the same texts under two checkpoints: per layer, the mean over
+tokens of |top2_A ∩ top2_B| / 2 (baseline 2/E).
+
+Both accumulate over batches, so any number of texts can be compared in slices.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import numpy as np
+
+from glam.trace import RoutingTrace
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainEffect:
+    domain: str
+    tokens: int  # tokens with a next token (scored)
+    base_nll: float
+    ablated_nll: float
+    delta: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Rerouting:
+    layer: int
+    affected_tokens: int  # tokens whose top-2 held a switched-off expert
+    changed_top1: float  # share of all valid tokens whose top-1 changed
+    new_experts: list[float]  # where affected tokens' new top-2 assignments went, by expert
+
+
+class AblationEffect:
+    """Sums over batches of (base, ablated) traces of the same texts."""
+
+    def __init__(self, num_experts: int, ablate: dict[int, list[int]]):
+        self.num_experts, self.ablate = num_experts, ablate
+        self._loss = collections.defaultdict(lambda: np.zeros(3))  # base, ablated, tokens
+        self._affected = collections.Counter()
+        self._changed = collections.Counter()
+        self._valid = collections.Counter()
+        self._new = collections.defaultdict(lambda: np.zeros(num_experts))
+
+    def add(self, base: RoutingTrace, ablated: RoutingTrace, domains: list[str]) -> None:
+        for row, domain in enumerate(domains):
+            scored = ~np.isnan(base.nll[row])
+            self._loss[domain] += (
+                base.nll[row][scored].sum(),
+                ablated.nll[row][scored].sum(),
+                scored.sum(),
+            )
+        for index, layer in enumerate(base.moe_layers.tolist()):
+            before, after = base.expert[index], ablated.expert[index]
+            affected = base.mask & np.isin(before, self.ablate.get(layer, [])).any(-1)
+            self._affected[layer] += int(affected.sum())
+            self._changed[layer] += int((before[..., 0] != after[..., 0])[base.mask].sum())
+            self._valid[layer] += int(base.mask.sum())
+            self._new[layer] += np.bincount(after[affected].ravel(), minlength=self.num_experts)
+
+    def domains(self) -> list[DomainEffect]:
+        out = []
+        for domain, (base, ablated, n) in sorted(self._loss.items()):
+            n = max(int(n), 1)
+            out.append(DomainEffect(domain, int(n), base / n, ablated / n, (ablated - base) / n))
+        return out
+
+    def rerouting(self) -> list[Rerouting]:
+        return [
+            Rerouting(
+                layer=layer,
+                affected_tokens=self._affected[layer],
+                changed_top1=self._changed[layer] / max(self._valid[layer], 1),
+                new_experts=(self._new[layer] / max(self._new[layer].sum(), 1)).round(6).tolist(),
+            )
+            for layer in sorted(self._valid)
+        ]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSaturation:
+    layer: int
+    tokens: int
+    saturation: float
+    baseline: float  # 2/E
+
+
+class Saturation:
+    """Sums over batches of (checkpoint A, checkpoint B) traces of the same texts."""
+
+    def __init__(self, num_experts: int):
+        self.num_experts = num_experts
+        self._overlap = collections.Counter()
+        self._tokens = collections.Counter()
+
+    def add(self, a: RoutingTrace, b: RoutingTrace) -> None:
+        for index, layer in enumerate(a.moe_layers.tolist()):
+            top2_a, top2_b = a.expert[index][a.mask], b.expert[index][a.mask]  # [tokens, 2]
+            shared = (top2_a[:, :, None] == top2_b[:, None, :]).any(-1).sum()
+            self._overlap[layer] += int(shared)
+            self._tokens[layer] += int(top2_a.shape[0])
+
+    def layers(self) -> list[LayerSaturation]:
+        return [
+            LayerSaturation(
+                layer=layer,
+                tokens=n,
+                saturation=self._overlap[layer] / (2 * n) if n else 0.0,
+                baseline=2 / self.num_experts,
+            )
+            for layer, n in sorted(self._tokens.items())
+        ]

@@ -1,0 +1,151 @@
+"""Corpus analysis jobs: run in the background, survive restarts, never count twice.
+
+A job's documents are fixed when it is created (the built-in corpus's split, or the
+uploaded records, kept in the job row). The runner analyses them in chunks; each chunk's
+documents and the job's `done` counter are committed in ONE transaction, so after a crash
+the job resumes at `done` with nothing lost and nothing written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from backend.batching import RouteRequest, run_batch
+from backend.deps import AppState
+from glam.corpus import Record, read_corpus
+from storage import ingest
+from storage import jobs as job_store
+
+log = logging.getLogger("glamlab.jobs")
+BUILTIN_CORPUS = "corpus.jsonl.gz"  # shipped beside the model's checkpoints
+
+
+def builtin_corpus_path(state: AppState) -> Path:
+    return state.registry.main.path.parent / BUILTIN_CORPUS
+
+
+def builtin_records(state: AppState, split: str | None) -> list[Record]:
+    path = builtin_corpus_path(state)
+    if not path.exists():
+        raise LookupError(f"no built-in corpus beside the model ({path})")
+    return read_corpus(path, split)
+
+
+def job_records(state: AppState, params: dict[str, Any]) -> list[dict[str, str]]:
+    """The documents of a job, in order: [{"text", "domain"}]."""
+    if params["corpus"] == "upload":
+        records = params["records"]
+    else:
+        records = [
+            {"text": r.text, "domain": r.domain}
+            for r in builtin_records(state, params.get("split"))
+        ]
+    limit = params.get("limit")
+    return records[:limit] if limit else records
+
+
+def windows(ids: Sequence[int], size: int) -> list[list[int]]:
+    """A document longer than the model's limit is analysed as consecutive windows."""
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)] or [[]]
+
+
+class JobRunner:
+    """One worker thread that runs queued jobs, oldest first."""
+
+    def __init__(self, state: AppState):
+        self.state = state
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="glamlab-jobs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._wake.set()  # resume whatever a previous process left running or queued
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def _next_job(self) -> int | None:
+        with self.state.sessions() as session:
+            for status in ("running", "queued"):
+                pending = job_store.list_jobs(session, status=status, limit=1000)
+                if pending:
+                    return min(job.id for job in pending)
+        return None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=5)
+            self._wake.clear()
+            try:
+                while not self._stop.is_set() and (job_id := self._next_job()) is not None:
+                    self._run(job_id)
+            except Exception:  # the database may be down: try again on the next wake
+                log.exception("job runner")
+
+    def _is_cancelled(self, job_id: int) -> bool:
+        with self.state.sessions() as session:
+            job = job_store.get_job(session, job_id)
+            return job is None or job.status == "cancelled"
+
+    def _run(self, job_id: int) -> None:
+        state = self.state
+        with state.sessions.begin() as session:
+            job = job_store.get_job(session, job_id)
+            assert job is not None
+            try:
+                records = job_records(state, job.params)
+            except Exception as error:  # e.g. the built-in corpus is gone
+                job_store.update_job(session, job_id, status="failed", error=str(error))
+                return
+            if not state.model_registered:
+                from backend.analysis import register_model
+
+                register_model(session, state)
+            run_id = job.run_id
+            if run_id is None:
+                run_id = ingest.create_run(
+                    session, model_name=state.model_name, source="job",
+                    parameters={"job": job_id},
+                )  # fmt: skip
+            done = job_store.update_job(session, job_id, status="running", run_id=run_id).done
+        state.model_registered = True
+        state.metrics.job_total.labels(str(job_id)).set(len(records))
+        model = state.registry.model("final")
+        tokenizer = state.registry.main.tokenizer
+        chunk = state.settings.job_chunk_documents
+        while done < len(records):
+            if self._stop.is_set() or self._is_cancelled(job_id):
+                return
+            batch = records[done : done + chunk]
+            ids = tokenizer.encode_batch([r["text"] for r in batch])
+            sequences, texts, domains = [], [], []
+            for record, seq in zip(batch, ids, strict=True):
+                for window in windows(seq, state.max_tokens):
+                    if window:
+                        sequences.append(window)
+                        texts.append(tokenizer.decode(window))
+                        domains.append(record["domain"])
+            trace = run_batch(model, sequences, RouteRequest()) if sequences else None
+            if sequences:
+                state.metrics.tokens_analysed.inc(sum(len(s) for s in sequences))
+            # The chunk's documents and the progress counter commit together: a crash
+            # before this commit redoes the chunk, after it never repeats it.
+            with state.sessions.begin() as session:
+                if trace is not None:
+                    ingest.add_documents(session, run_id, trace=trace, texts=texts, domains=domains)
+                done += len(batch)
+                job_store.update_job(session, job_id, done=done)
+            state.metrics.job_done.labels(str(job_id)).set(done)
+        with state.sessions.begin() as session:
+            if job_store.get_job(session, job_id).status != "cancelled":
+                job_store.update_job(session, job_id, status="done")

@@ -1,0 +1,79 @@
+"""The checkpoints the service can run: the served model and the registered others.
+
+Only registered checkpoints are loadable (by name, never by path from a request): the
+served one ("final") and an earlier one ("early", for router saturation), loaded lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+from glam import checkpoint
+from glam.checkpoint import Loaded
+from glam.model import Glam
+from glam.params import count_params
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    name: str
+    path: Path
+    step: int | None
+    sha256: str
+
+
+class UnknownCheckpoint(LookupError):
+    pass
+
+
+class ModelRegistry:
+    """Named checkpoints of one model shape; `get(name)` loads on first use."""
+
+    def __init__(self, final: Path | None, early: Path | None):
+        self._paths = {"final": Path(final) if final else checkpoint.shipped_dir("final")}
+        early_path = Path(early) if early else checkpoint.shipped_dir("early")
+        if early_path.exists():
+            self._paths["early"] = early_path
+        self._loaded: dict[str, Loaded] = {}
+        self._lock = threading.Lock()
+        self.main = self._load("final")
+        self.params = count_params(self.main.config)
+        self._infos = {
+            name: CheckpointInfo(
+                name=name,
+                path=path,
+                step=self.main.meta.get("step") if name == "final" else None,
+                sha256=checkpoint.params_sha256(path),
+            )
+            for name, path in self._paths.items()
+        }
+
+    def _load(self, name: str) -> Loaded:
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = checkpoint.load(self._paths[name])
+            return self._loaded[name]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._paths)
+
+    def info(self, name: str) -> CheckpointInfo:
+        if name not in self._infos:
+            raise UnknownCheckpoint(name)
+        info = self._infos[name]
+        if info.step is None and name in self._loaded:
+            info = dataclasses.replace(info, step=self._loaded[name].meta.get("step"))
+        return info
+
+    def model(self, name: str) -> Glam:
+        if name not in self._paths:
+            raise UnknownCheckpoint(
+                f"unknown checkpoint {name!r}; registered: {', '.join(self._paths)}"
+            )
+        loaded = self._load(name)
+        if loaded.config.replace(name="") != self.main.config.replace(name=""):
+            raise UnknownCheckpoint(f"checkpoint {name!r} has another shape than the model")
+        return loaded.model

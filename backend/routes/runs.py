@@ -1,0 +1,154 @@
+"""Stored runs: list (cursor pagination), inspect, read tokens, export, delete."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from backend.deps import SessionDep, WriteAccess
+from backend.schemas import Problem
+from storage import ingest
+from storage import runs as run_store
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+NOT_FOUND = {404: {"model": Problem, "description": "no such run"}}
+
+
+class RunOut(BaseModel):
+    id: int
+    model: str
+    source: str
+    parameters: dict[str, Any]
+    pooled: bool = Field(description="counts in the model-wide statistics (no intervention)")
+    label: str | None
+    n_documents: int
+    n_tokens: int
+    created_at: str
+    domains: list[str]
+
+
+class RunPage(BaseModel):
+    runs: list[RunOut]
+    next_cursor: int | None = Field(description="pass as `cursor` for the next page")
+
+
+def _run_out(info: run_store.RunInfo) -> RunOut:
+    data = dataclasses.asdict(info)
+    data["created_at"] = info.created_at.isoformat()
+    data["domains"] = list(info.domains)
+    return RunOut(**data)
+
+
+@router.get("", summary="Runs, newest first")
+def list_runs(
+    session: SessionDep,
+    model: str | None = None,
+    source: Literal["request", "job", "generate"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[int | None, Query(ge=1, description="runs older than this id")] = None,
+) -> RunPage:
+    runs = run_store.list_runs(session, model=model, source=source, limit=limit + 1, before=cursor)
+    page = runs[:limit]
+    return RunPage(
+        runs=[_run_out(r) for r in page],
+        next_cursor=page[-1].id if len(runs) > limit else None,
+    )
+
+
+def _get(session: SessionDep, run_id: int) -> run_store.RunInfo:
+    info = run_store.get_run(session, run_id)
+    if info is None:
+        raise HTTPException(404, f"no run {run_id}")
+    return info
+
+
+@router.get("/{run_id}", responses=NOT_FOUND, summary="One run")
+def get_run(run_id: int, session: SessionDep) -> RunOut:
+    return _run_out(_get(session, run_id))
+
+
+@router.get("/{run_id}/tokens", responses=NOT_FOUND, summary="A run's documents with routing")
+def run_tokens(
+    run_id: int,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
+    _get(session, run_id)
+    return [
+        dataclasses.asdict(doc)
+        for doc in run_store.run_tokens(session, run_id, limit=limit, offset=offset)
+    ]
+
+
+@router.delete(
+    "/{run_id}",
+    status_code=204,
+    dependencies=[WriteAccess],
+    responses=NOT_FOUND,
+    summary="Delete a run and its share of every statistic",
+)
+def delete_run(run_id: int, session: SessionDep) -> Response:
+    with session.begin():
+        if not ingest.delete_run(session, run_id):
+            raise HTTPException(404, f"no run {run_id}")
+    return Response(status_code=204)
+
+
+_EXPORT_COLUMNS = (
+    "document_id", "domain", "position", "token_id", "piece", "nll", "predicted", "layer",
+    "e1", "e2", "g1", "g2", "p1", "p2", "kept1", "kept2", "entropy",
+)  # fmt: skip
+
+
+def _export_rows(session: SessionDep, run_id: int):
+    offset = 0
+    while True:
+        documents = run_store.run_tokens(session, run_id, limit=50, offset=offset)
+        if not documents:
+            return
+        for doc in documents:
+            for token in doc.tokens:
+                for route in token.routes:
+                    yield (
+                        doc.document.id, doc.document.domain, token.position, token.token_id,
+                        token.piece, token.nll, token.predicted, route.layer, *route.experts,
+                        *route.gates, *route.probs, *route.kept, route.entropy,
+                    )  # fmt: skip
+        offset += len(documents)
+
+
+@router.get(
+    "/{run_id}/export",
+    responses={**NOT_FOUND, 200: {"content": {"text/csv": {}, "application/octet-stream": {}}}},
+    summary="Every token x MoE layer of a run, as CSV or Parquet",
+)
+def export_run(
+    run_id: int, session: SessionDep, format: Literal["csv", "parquet"] = "csv"
+) -> Response:
+    _get(session, run_id)
+    rows = _export_rows(session, run_id)
+    filename = f"run-{run_id}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = list(zip(*rows, strict=True)) or [()] * len(_EXPORT_COLUMNS)
+        table = pa.table(dict(zip(_EXPORT_COLUMNS, map(list, columns), strict=True)))
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        return Response(buffer.getvalue(), media_type="application/octet-stream", headers=headers)
+
+    # Built before the response starts: the session closes when the route returns.
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(_EXPORT_COLUMNS)
+    writer.writerows(rows)
+    return Response(out.getvalue(), media_type="text/csv", headers=headers)

@@ -1,0 +1,157 @@
+"""Routing statistics from the aggregate tables, each with its uniform baseline.
+
+Every route takes the same filters: `layer` (MoE layers; repeat for several), `run_id`
+(runs; default: the model's pooled runs), `domain` (repeat for several), `model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel
+
+from backend.deps import SessionDep
+from backend.schemas import Problem
+from storage import queries
+from storage.results import (
+    Coactivation,
+    ConsecutiveRouting,
+    DomainLoss,
+    DomainSpecialization,
+    LayerBalance,
+    LayerLoad,
+    LayerRouting,
+    PositionDrops,
+    Saturation,
+    Transitions,
+    VocabSpecialization,
+)
+from storage.scope import Scope
+
+router = APIRouter(prefix="/v1/stats", tags=["statistics"])
+ERRORS = {404: {"model": Problem, "description": "unknown model or run"},
+          422: {"model": Problem, "description": "inconsistent filters"}}  # fmt: skip
+
+
+def scope(
+    layer: Annotated[list[int] | None, Query(description="MoE layer(s)")] = None,
+    run_id: Annotated[list[int] | None, Query(description="run(s); default pooled runs")] = None,
+    domain: Annotated[list[str] | None, Query(description="domain label(s)")] = None,
+    model: Annotated[str | None, Query(description="model name")] = None,
+) -> Scope:
+    return Scope(model=model, runs=run_id, domains=domain, layers=layer)
+
+
+ScopeDep = Annotated[Scope, Depends(scope)]
+
+
+def _checked(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as error:  # e.g. runs of two models in one statistic
+        raise HTTPException(422, str(error)) from None
+
+
+class LayerLoadStats(BaseModel):
+    layer: int
+    load: LayerLoad
+    balance: LayerBalance
+    routing: LayerRouting
+
+
+@router.get("/load", responses=ERRORS, summary="Load and share per expert, balance, drop rates")
+def load(session: SessionDep, filters: ScopeDep) -> list[LayerLoadStats]:
+    loads = _checked(queries.expert_load, session, filters)
+    balances = {b.layer: b for b in queries.balance(session, filters)}
+    routing = {r.layer: r for r in queries.routing_summary(session, filters)}
+    return [
+        LayerLoadStats(layer=x.layer, load=x, balance=balances[x.layer], routing=routing[x.layer])
+        for x in loads
+    ]
+
+
+class BalanceStats(BaseModel):
+    balance: list[LayerBalance]
+    routing: list[LayerRouting]
+
+
+@router.get("/balance", responses=ERRORS, summary="Balance of every MoE layer")
+def balance(session: SessionDep, filters: ScopeDep) -> BalanceStats:
+    return BalanceStats(
+        balance=_checked(queries.balance, session, filters),
+        routing=queries.routing_summary(session, filters),
+    )
+
+
+@router.get("/domains", responses=ERRORS, summary="Domain specialisation (OLMoE eq. 7)")
+def domains(session: SessionDep, filters: ScopeDep) -> list[DomainSpecialization]:
+    return _checked(queries.domain_specialization, session, filters)
+
+
+@router.get("/loss", responses=ERRORS, summary="Mean next-token loss per domain")
+def loss(session: SessionDep, filters: ScopeDep) -> list[DomainLoss]:
+    return _checked(queries.domain_loss, session, filters)
+
+
+@router.get("/vocab", responses=ERRORS, summary="Vocabulary specialisation (OLMoE eq. 8)")
+def vocab(
+    session: SessionDep,
+    filters: ScopeDep,
+    expert: Annotated[int, Query(ge=0)],
+    by: Literal["input", "predicted"] = "input",
+    min_count: Annotated[int, Query(ge=1)] = 5,
+    limit: Annotated[int, Query(ge=1, le=500)] = 30,
+) -> list[VocabSpecialization]:
+    return _checked(
+        queries.vocab_specialization, session, filters, expert=expert, by=by,
+        min_count=min_count, limit=limit,
+    )  # fmt: skip
+
+
+@router.get("/coactivation", responses=ERRORS, summary="Co-activation (OLMoE eq. 6)")
+def coactivation(session: SessionDep, filters: ScopeDep) -> list[Coactivation]:
+    return _checked(queries.coactivation, session, filters)
+
+
+@router.get("/consecutive", responses=ERRORS, summary="Consecutive tokens routed alike")
+def consecutive(session: SessionDep, filters: ScopeDep) -> list[ConsecutiveRouting]:
+    return _checked(queries.consecutive_routing, session, filters)
+
+
+@router.get("/transitions", responses=ERRORS, summary="Top-1 at layer src vs top-1 at dst")
+def transitions(
+    session: SessionDep,
+    filters: ScopeDep,
+    src: int | None = None,
+    dst: int | None = None,
+) -> list[Transitions]:
+    rows = _checked(queries.transitions, session, dataclasses.replace(filters, layers=None))
+    return [
+        t
+        for t in rows
+        if (src is None or t.layer_from == src)
+        and (dst is None or t.layer_to == dst)
+        and (filters.layers is None or {t.layer_from, t.layer_to} <= set(filters.layers))
+    ]
+
+
+@router.get("/positions", responses=ERRORS, summary="Drop rate by position in the document")
+def positions(
+    session: SessionDep,
+    filters: ScopeDep,
+    bucket: Annotated[int, Query(ge=1, le=4096)] = queries.POSITION_BUCKET,
+) -> list[PositionDrops]:
+    return _checked(queries.drops_by_position, session, filters, bucket_width=bucket)
+
+
+@router.get("/saturation", responses=ERRORS, summary="Router saturation between two runs")
+def saturation(
+    session: SessionDep,
+    run_a: int,
+    run_b: int,
+    layer: Annotated[list[int] | None, Query()] = None,
+    domain: Annotated[list[str] | None, Query()] = None,
+) -> list[Saturation]:
+    return _checked(queries.router_saturation, session, run_a, run_b, domains=domain, layers=layer)

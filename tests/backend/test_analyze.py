@@ -1,0 +1,155 @@
+"""POST /v1/analyze and /v1/generate: routing per token, storage, limits, batching."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+from glam import checkpoint
+from glam.model import forward
+
+TEXTS = ["def add(a, b):\n    return a + b", "こんにちは。お元気ですか？", "The fox jumps."]
+
+
+def test_analyze_returns_every_tokens_routing_as_the_model_computes_it(client, model_dir):
+    body = client.post("/v1/analyze", json={"texts": TEXTS, "domain": "demo"}).json()
+    loaded = checkpoint.load(model_dir / "final")
+    assert body["moe_layers"] == [1] and body["num_experts"] == 4
+    assert isinstance(body["run_id"], int)
+    for text, document in zip(TEXTS, body["documents"], strict=True):
+        ids = loaded.tokenizer.encode(text)
+        assert [t["token_id"] for t in document["tokens"]] == ids
+        assert [t["piece"] for t in document["tokens"]] == loaded.tokenizer.pieces(ids)
+        _, trace = forward(loaded.model, np.asarray([ids], np.int32), capture=True)
+        experts = [t["routes"][0]["experts"] for t in document["tokens"]]
+        np.testing.assert_array_equal(experts, trace.expert[0, 0])
+        gates = [t["routes"][0]["gates"] for t in document["tokens"]]
+        np.testing.assert_allclose(gates, trace.gate[0, 0], atol=1e-5)
+        assert document["tokens"][-1]["nll"] is None
+        np.testing.assert_allclose(
+            [t["nll"] for t in document["tokens"][:-1]], trace.nll[0, :-1], rtol=1e-4
+        )
+        np.testing.assert_allclose(document["aux_loss"], trace.aux_loss, rtol=1e-4)
+
+
+def test_stored_run_holds_the_documents(client):
+    body = client.post("/v1/analyze", json={"texts": TEXTS[:2], "domain": "demo"}).json()
+    run = client.get(f"/v1/runs/{body['run_id']}").json()
+    assert run["n_documents"] == 2 and run["domains"] == ["demo"] and run["pooled"]
+    assert run["n_tokens"] == sum(d["n_tokens"] for d in body["documents"])
+    unstored = client.post("/v1/analyze", json={"texts": TEXTS[:1], "store": False}).json()
+    assert unstored["run_id"] is None
+
+
+def test_interventions_are_applied_and_recorded(client):
+    body = client.post(
+        "/v1/analyze",
+        json={"texts": TEXTS, "ablate": {"1": [0, 2]}, "capacity_factor": 0.5,
+              "router_probs": True},
+    ).json()  # fmt: skip
+    routes = [t["routes"][0] for d in body["documents"] for t in d["tokens"]]
+    assert not any(set(r["experts"]) & {0, 2} for r in routes)
+    assert all(len(r["router_probs"]) == 4 for r in routes)
+    assert all(r["router_probs"][0] == 0.0 for r in routes)
+    assert not all(all(r["kept"]) for r in routes)  # cf 0.5 drops something
+    run = client.get(f"/v1/runs/{body['run_id']}").json()
+    assert run["parameters"]["ablation"] == {"1": [0, 2]}
+    assert run["parameters"]["capacity_factor"] == 0.5
+    assert not run["pooled"]  # interventions stay out of the model-wide statistics
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "message"),
+    [
+        ({"texts": []}, 422, "at least 1"),
+        ({"texts": [""]}, 422, "texts[0] is empty"),
+        ({"texts": ["x"], "ablate": {"0": [1]}}, 422, "not an MoE layer"),
+        ({"texts": ["x"], "ablate": {"1": [7]}}, 422, "does not exist"),
+        ({"texts": ["x"], "ablate": {"1": [0, 1, 2]}}, 422, "at least 2"),
+        ({"texts": ["x"], "capacity_factor": 0}, 422, "greater than 0"),
+        ({"texts": ["x"], "checkpoint": "../../etc/passwd"}, 422, "unknown checkpoint"),
+        ({"texts": ["x"], "domain": "a\nb"}, 422, "pattern"),
+        ({"texts": ["x"], "bogus": 1}, 422, "Extra inputs"),
+        ({"texts": ["word " * 200]}, 413, "the limit is 64"),
+        ({"texts": ["x"] * 65}, 413, "the limit is 64"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx(client, payload, status, message):
+    response = client.post("/v1/analyze", json=payload)
+    assert response.status_code == status
+    assert message in str(response.json()["detail"])
+
+
+def test_oversized_body_is_413_before_it_is_read(make_client):
+    client = make_client(max_body_bytes=2048)
+    response = client.post("/v1/analyze", json={"texts": ["a" * 5000]})
+    assert response.status_code == 413 and "2048 bytes" in response.json()["detail"]
+
+
+def test_malformed_json_is_422(client):
+    response = client.post(
+        "/v1/analyze", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+def test_concurrent_requests_are_batched_and_equal_to_alone(make_client):
+    client = make_client(batch_window_ms=200)
+    texts = [f"{TEXTS[i % 3]} {i}" for i in range(8)]
+    alone = [
+        client.post("/v1/analyze", json={"texts": [t], "store": False}).json()["documents"][0]
+        for t in texts
+    ]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        together = list(
+            pool.map(
+                lambda t: client.post("/v1/analyze", json={"texts": [t], "store": False}).json(),
+                texts,
+            )
+        )
+    for single, batched in zip(alone, together, strict=True):
+        document = batched["documents"][0]
+        pairs = [
+            (a["routes"][0], b["routes"][0])
+            for a, b in zip(document["tokens"], single["tokens"], strict=True)
+        ]
+        # The same decisions exactly; weights equal up to float summation order.
+        assert all(a["experts"] == b["experts"] and a["kept"] == b["kept"] for a, b in pairs)
+        for field in ("gates", "probs"):
+            np.testing.assert_allclose(
+                [a[field] for a, _ in pairs], [b[field] for _, b in pairs], atol=1e-5
+            )
+        np.testing.assert_allclose(document["mean_nll"], single["mean_nll"], rtol=1e-5)
+    metrics = client.get("/metrics").text
+    batch_sum = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("glamlab_batch_requests_sum")
+    )
+    batch_count = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("glamlab_batch_requests_count")
+    )
+    assert batch_sum == 16 and batch_count < 16  # some requests shared a forward pass
+
+
+def test_generate_returns_routing_of_prompt_and_continuation(client):
+    response = client.post(
+        "/v1/generate", json={"prompt": "def add", "max_new_tokens": 6, "seed": 1, "store": True}
+    )
+    body = response.json()
+    assert response.status_code == 200
+    document = body["document"]
+    assert document["n_tokens"] >= body["prompt_tokens"]
+    assert all(len(t["routes"]) == 1 for t in document["tokens"])
+    run = client.get(f"/v1/runs/{body['run_id']}").json()
+    assert run["source"] == "generate"
+    again = client.post(
+        "/v1/generate", json={"prompt": "def add", "max_new_tokens": 6, "seed": 1}
+    ).json()
+    assert again["text"] == body["text"]
+    too_long = client.post("/v1/generate", json={"prompt": "def add", "max_new_tokens": 200})
+    assert too_long.status_code == 422 and "exceeds" in too_long.json()["detail"]
