@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from backend.batching import RouteRequest, freeze_ablation
 from backend.deps import AppState
 from backend.registry import UnknownCheckpoint
-from backend.schemas import Document, Route, Token
 from glam.model import ablation_mask
 from glam.tokenizer import Tokenizer
 from glam.trace import RoutingTrace
@@ -140,65 +139,70 @@ def store_run(
     return run_id, document_ids
 
 
-def _finite(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
-
-
 def documents_from_trace(
     trace: RoutingTrace,
     tokenizer: Tokenizer,
     domains: Sequence[str],
     document_ids: Sequence[int] | None = None,
-) -> list[Document]:
-    """The API's per-token view of a trace (one document per batch row)."""
+) -> list[dict[str, Any]]:
+    """The API's per-token view of a trace (one document per batch row), as plain JSON-ready
+    dicts in the shape of `schemas.Document`: built with numpy's `tolist`, not one pydantic
+    object per token, because this runs for every token of every request."""
     vocab = tokenizer.vocab()
     layers = trace.moe_layers.tolist()
     documents = []
     for row in range(trace.batch_size):
         length = int(trace.mask[row].sum())
         ids = trace.tokens[row, :length].tolist()
-        expert = trace.expert[:, row, :length].tolist()
-        gate = trace.gate[:, row, :length].round(6).tolist()
-        prob = trace.prob[:, row, :length].round(6).tolist()
-        kept = trace.kept[:, row, :length].tolist()
-        entropy = trace.entropy[:, row, :length].round(6).tolist()
-        probs = None if trace.router_probs is None else trace.router_probs[:, row, :length].tolist()
-        nll = trace.nll[row, :length]
+        # Token-major [S, L, ...] lists, so each token's routes are one slice.
+        expert = trace.expert[:, row, :length].swapaxes(0, 1).tolist()
+        gate = trace.gate[:, row, :length].swapaxes(0, 1).round(6).tolist()
+        prob = trace.prob[:, row, :length].swapaxes(0, 1).round(6).tolist()
+        kept = trace.kept[:, row, :length].swapaxes(0, 1).tolist()
+        entropy = trace.entropy[:, row, :length].T.round(6).tolist()
+        probs = (
+            None
+            if trace.router_probs is None
+            else trace.router_probs[:, row, :length].swapaxes(0, 1).round(6).tolist()
+        )
+        nll_row = trace.nll[row, :length]
+        nll = [None if math.isnan(x) else x for x in nll_row.tolist()]
         predicted = trace.predicted[row, :length].tolist()
         tokens = [
-            Token(
-                position=pos,
-                piece=vocab[token_id],
-                token_id=token_id,
-                nll=_finite(nll[pos]),
-                predicted=predicted[pos],
-                predicted_piece=vocab[predicted[pos]],
-                routes=[
-                    Route(
-                        layer=layer,
-                        experts=expert[i][pos],
-                        gates=gate[i][pos],
-                        probs=prob[i][pos],
-                        kept=kept[i][pos],
-                        entropy=entropy[i][pos],
-                        router_probs=None if probs is None else probs[i][pos],
-                    )
+            {
+                "position": pos,
+                "piece": vocab[token_id],
+                "token_id": token_id,
+                "nll": nll[pos],
+                "predicted": predicted[pos],
+                "predicted_piece": vocab[predicted[pos]],
+                "routes": [
+                    {
+                        "layer": layer,
+                        "experts": expert[pos][i],
+                        "gates": gate[pos][i],
+                        "probs": prob[pos][i],
+                        "kept": kept[pos][i],
+                        "entropy": entropy[pos][i],
+                        "router_probs": None if probs is None else probs[pos][i],
+                    }
                     for i, layer in enumerate(layers)
                 ],
-            )
+            }
             for pos, token_id in enumerate(ids)
         ]
-        finite = nll[~np.isnan(nll)]
+        finite = nll_row[~np.isnan(nll_row)]
+        alone = trace.select([row])
         documents.append(
-            Document(
-                index=row,
-                document_id=None if document_ids is None else int(document_ids[row]),
-                domain=domains[row],
-                n_tokens=length,
-                mean_nll=float(finite.mean()) if finite.size else None,
-                aux_loss=trace.select([row]).aux_loss.tolist(),
-                z_loss=trace.select([row]).z_loss.tolist(),
-                tokens=tokens,
-            )
+            {
+                "index": row,
+                "document_id": None if document_ids is None else int(document_ids[row]),
+                "domain": domains[row],
+                "n_tokens": length,
+                "mean_nll": float(finite.mean()) if finite.size else None,
+                "aux_loss": alone.aux_loss.tolist(),
+                "z_loss": alone.z_loss.tolist(),
+                "tokens": tokens,
+            }
         )
     return documents

@@ -10,7 +10,7 @@ from backend import analysis
 from backend.batching import RouteRequest
 from backend.deps import StateDep, WriteAccess
 from backend.routes.analyze import ERRORS
-from backend.schemas import GenerateRequest, GenerateResponse
+from backend.schemas import Document, GenerateRequest, GenerateResponse
 from glam.generate import generate
 
 router = APIRouter(prefix="/v1", tags=["generate"])
@@ -70,5 +70,5 @@ async def generate_text(body: GenerateRequest, state: StateDep) -> GenerateRespo
         prompt_tokens=out.prompt_tokens,
         stopped_at_eos=out.stopped_at_eos,
         run_id=run_id,
-        document=document,
+        document=Document.model_validate(document),
     )

@@ -7,6 +7,7 @@ import concurrent.futures
 import numpy as np
 import pytest
 
+from backend.schemas import AnalyzeResponse
 from glam import checkpoint
 from glam.model import forward
 
@@ -15,6 +16,7 @@ TEXTS = ["def add(a, b):\n    return a + b", "こんにちは。お元気です�
 
 def test_analyze_returns_every_tokens_routing_as_the_model_computes_it(client, model_dir):
     body = client.post("/v1/analyze", json={"texts": TEXTS, "domain": "demo"}).json()
+    AnalyzeResponse.model_validate(body)  # the documented schema, field for field
     loaded = checkpoint.load(model_dir / "final")
     assert body["moe_layers"] == [1] and body["num_experts"] == 4
     assert isinstance(body["run_id"], int)

@@ -1,0 +1,145 @@
+"""Health, model card, auth, runs, export, experiments."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow.parquet as pq
+import pytest
+
+
+def test_health_readiness_and_metrics(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["checks"] == {"model": True, "database": True}
+    client.post("/v1/analyze", json={"texts": ["hello"], "store": False})
+    metrics = client.get("/metrics").text
+    assert 'glamlab_request_seconds_count{method="POST",route="/v1/analyze",status="200"}' in metrics
+    assert "glamlab_tokens_analysed_total" in metrics
+
+
+def test_readiness_fails_without_a_database(make_client, tmp_path):
+    # A database file that cannot be opened: its path is a directory.
+    (tmp_path / "isdir.sqlite").mkdir()
+    client = make_client(database_url=f"sqlite:///{tmp_path}/isdir.sqlite")
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "database unreachable" in response.json()["detail"]
+    stored = client.post("/v1/analyze", json={"texts": ["hello"], "store": True})
+    assert stored.status_code == 503 and "database unavailable" in stored.json()["detail"]
+
+
+def test_model_card(client):
+    card = client.get("/v1/model").json()
+    assert card["name"] == "test-glam" and card["num_experts"] == 4
+    assert card["moe_layers"] == [1]
+    assert card["params_total"] > card["params_activated"] > 0
+    assert [c["name"] for c in card["checkpoints"]] == ["final", "early"]
+    assert card["checkpoint"]["step"] == 100 and len(card["checkpoint"]["sha256"]) == 64
+    assert card["max_tokens_per_text"] == 64
+
+
+def test_api_key_guards_writes_and_compute_not_reads(make_client):
+    client = make_client(api_key="s3cret")
+    payload = {"texts": ["hello"]}
+    assert client.post("/v1/analyze", json=payload).status_code == 401
+    wrong = client.post("/v1/analyze", json=payload, headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 401 and "X-API-Key" in wrong.json()["detail"]
+    ok = client.post("/v1/analyze", json=payload, headers={"X-API-Key": "s3cret"})
+    assert ok.status_code == 200
+    run_id = ok.json()["run_id"]
+    assert client.get(f"/v1/runs/{run_id}").status_code == 200  # reads are open
+    assert client.delete(f"/v1/runs/{run_id}").status_code == 401
+    assert client.post("/v1/jobs", data={"corpus": "builtin"}).status_code == 401
+    assert client.delete(f"/v1/runs/{run_id}", headers={"X-API-Key": "s3cret"}).status_code == 204
+
+
+def test_empty_api_key_is_refused():
+    from backend.settings import Settings
+
+    with pytest.raises(ValueError, match="empty"):
+        Settings(api_key="  ")
+
+
+def _store(client, texts, domain="demo"):
+    return client.post("/v1/analyze", json={"texts": texts, "domain": domain}).json()
+
+
+def test_runs_list_paginate_get_tokens_delete(client):
+    ids = [_store(client, [f"text number {i}"])["run_id"] for i in range(5)]
+    first = client.get("/v1/runs", params={"limit": 2}).json()
+    assert [r["id"] for r in first["runs"]] == ids[::-1][:2]
+    second = client.get("/v1/runs", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [r["id"] for r in second["runs"]] == ids[::-1][2:4]
+    third = client.get("/v1/runs", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+    assert [r["id"] for r in third["runs"]] == ids[:1] and third["next_cursor"] is None
+
+    tokens = client.get(f"/v1/runs/{ids[0]}/tokens").json()
+    assert tokens[0]["document"]["text"] == "text number 0"
+    assert all(len(t["routes"]) == 1 for t in tokens[0]["tokens"])
+
+    assert client.delete(f"/v1/runs/{ids[0]}").status_code == 204
+    assert client.get(f"/v1/runs/{ids[0]}").status_code == 404
+    assert client.delete(f"/v1/runs/{ids[0]}").status_code == 404
+    assert client.get("/v1/runs/999999/tokens").status_code == 404
+
+
+def test_export_csv_and_parquet_hold_every_token_and_layer(client):
+    body = _store(client, ["def add(a, b):\n    return a + b", "hello there"])
+    run_id = body["run_id"]
+    n_tokens = sum(d["n_tokens"] for d in body["documents"])
+    csv_response = client.get(f"/v1/runs/{run_id}/export", params={"format": "csv"})
+    assert csv_response.headers["content-type"].startswith("text/csv")
+    lines = csv_response.text.strip().splitlines()
+    assert lines[0].startswith("document_id,domain,position") and len(lines) == 1 + n_tokens
+    parquet = client.get(f"/v1/runs/{run_id}/export", params={"format": "parquet"})
+    table = pq.read_table(io.BytesIO(parquet.content))
+    assert table.num_rows == n_tokens and "e1" in table.column_names
+    first = body["documents"][0]["tokens"][0]["routes"][0]
+    assert table.column("e1")[0].as_py() == first["experts"][0]
+    assert client.get(f"/v1/runs/{run_id}/export", params={"format": "xml"}).status_code == 422
+
+
+def test_ablation_experiment_reports_loss_change_and_rerouting(client):
+    texts = ["def add(a, b):\n    return a + b", "こんにちは。お元気ですか？"]
+    body = client.post(
+        "/v1/experiments/ablation", json={"texts": texts, "ablate": {"1": [0]}, "domain": "x"}
+    ).json()
+    assert [d["domain"] for d in body["domains"]] == ["x"]
+    effect = body["domains"][0]
+    assert effect["delta"] == pytest.approx(effect["ablated_nll"] - effect["base_nll"])
+    layer = body["rerouting"][0]
+    assert layer["layer"] == 1 and layer["new_experts"][0] == 0.0
+    if layer["affected_tokens"]:
+        assert sum(layer["new_experts"]) == pytest.approx(1.0)
+    # Without texts, the built-in corpus's validation documents, labelled by their domains.
+    corpus = client.post(
+        "/v1/experiments/ablation", json={"ablate": {"1": [1]}, "corpus_limit": 6}
+    ).json()
+    assert {d["domain"] for d in corpus["domains"]} <= {"code", "prose-en", "chat-ja"}
+
+
+def test_saturation_experiment(client):
+    texts = ["def add(a, b):\n    return a + b", "The fox jumps over the dog."]
+    same = client.post(
+        "/v1/experiments/saturation",
+        json={"texts": texts, "checkpoint_a": "final", "checkpoint_b": "final"},
+    ).json()
+    assert same["layers"][0]["saturation"] == pytest.approx(1.0)
+    other = client.post("/v1/experiments/saturation", json={"texts": texts}).json()
+    layer = other["layers"][0]
+    assert layer["baseline"] == 0.5 and 0.0 <= layer["saturation"] < 1.0
+    bad = client.post("/v1/experiments/saturation", json={"texts": texts, "checkpoint_a": "x"})
+    assert bad.status_code == 422
+
+
+def test_openapi_documents_every_route(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/healthz", "/readyz", "/metrics", "/v1/model", "/v1/analyze", "/v1/generate",
+        "/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/tokens", "/v1/runs/{run_id}/export",
+        "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/stats/load",
+        "/v1/stats/balance", "/v1/stats/domains", "/v1/stats/vocab", "/v1/stats/coactivation",
+        "/v1/stats/consecutive", "/v1/stats/transitions", "/v1/stats/positions",
+        "/v1/experts/{layer}/{expert}", "/v1/experiments/ablation", "/v1/experiments/saturation",
+    ):  # fmt: skip
+        assert path in paths, path

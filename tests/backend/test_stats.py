@@ -1,0 +1,137 @@
+"""The statistic endpoints agree with numbers computed from the analyze responses."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+TEXTS = {
+    "code": ["def add(a, b):\n    return a + b", "for i in range(10):\n    print(i)"],
+    "chat-ja": ["こんにちは。お元気ですか？", "今日はいい天気ですね。"],
+}
+
+
+@pytest.fixture
+def analysed(client):
+    documents = []
+    for domain, texts in TEXTS.items():
+        body = client.post("/v1/analyze", json={"texts": texts, "domain": domain}).json()
+        documents += body["documents"]
+    return documents
+
+
+def _routes(documents, domain=None):
+    return [
+        t["routes"][0]
+        for d in documents
+        if domain is None or d["domain"] == domain
+        for t in d["tokens"]
+    ]
+
+
+def test_load_matches_the_responses(client, analysed):
+    routes = _routes(analysed)
+    load = np.zeros(4)
+    for r in routes:
+        for expert, kept in zip(r["experts"], r["kept"], strict=True):
+            load[expert] += kept
+    layer = client.get("/v1/stats/load", params={"layer": 1}).json()[0]
+    assert [e["load"] for e in layer["load"]["experts"]] == load.tolist()
+    shares = [e["share"]["value"] for e in layer["load"]["experts"]]
+    np.testing.assert_allclose(shares, load / load.sum())
+    assert layer["load"]["experts"][0]["share"]["baseline"] == pytest.approx(0.25)
+    cv = layer["balance"]["cv"]["value"]
+    assert cv == pytest.approx(load.std() / load.mean()) and layer["balance"]["cv"]["baseline"] == 0
+    dropped1 = np.mean([not r["kept"][0] for r in routes])
+    assert layer["routing"]["drop_rate_top1"]["value"] == pytest.approx(dropped1)
+    entropy = np.mean([r["entropy"] for r in routes])
+    assert layer["routing"]["router_entropy"]["value"] == pytest.approx(entropy, rel=1e-4)
+
+
+def test_domain_specialisation_matches_the_responses(client, analysed):
+    rows = client.get("/v1/stats/domains", params={"layer": 1}).json()
+    by_domain = {row["domain"]: row for row in rows}
+    for domain in TEXTS:
+        routes = _routes(analysed, domain)
+        counts = collections.Counter(e for r in routes for e in r["experts"])
+        assert by_domain[domain]["tokens"] == len(routes)
+        assert list(by_domain[domain]["counts"]) == [counts[e] for e in range(4)]
+        assert by_domain[domain]["baseline"] == pytest.approx(0.5)
+    filtered = client.get("/v1/stats/domains", params={"layer": 1, "domain": "code"}).json()
+    assert [row["domain"] for row in filtered] == ["code"]
+
+
+def test_coactivation_consecutive_transitions_positions_loss(client, analysed):
+    routes = _routes(analysed)
+    co = client.get("/v1/stats/coactivation").json()[0]
+    pairs = np.zeros((4, 4), int)
+    for r in routes:
+        a, b = r["experts"]
+        pairs[a, b] += 1
+        pairs[b, a] += 1
+    assert np.array_equal(np.asarray(co["pairs"]), pairs)
+
+    consecutive = client.get("/v1/stats/consecutive").json()[0]
+    same = total = 0
+    for document in analysed:
+        top1 = [t["routes"][0]["experts"][0] for t in document["tokens"]]
+        same += sum(a == b for a, b in zip(top1, top1[1:], strict=False))
+        total += len(top1) - 1
+    assert consecutive["pairs"] == total
+    assert consecutive["same_top1"]["value"] == pytest.approx(same / total)
+    assert consecutive["same_top1"]["baseline"] == pytest.approx(0.25)
+
+    # One MoE layer: no layer pairs to transition between.
+    assert client.get("/v1/stats/transitions").json() == []
+    positions = client.get("/v1/stats/positions", params={"bucket": 32}).json()
+    assert sum(p["tokens"] for p in positions) == len(routes)
+    odd = client.get("/v1/stats/positions", params={"bucket": 8})
+    assert odd.status_code == 422 and "multiple of 32" in odd.json()["detail"]
+
+    loss = {row["domain"]: row for row in client.get("/v1/stats/loss").json()}
+    for domain in TEXTS:
+        nll = [
+            t["nll"] for d in analysed if d["domain"] == domain for t in d["tokens"] if t["nll"]
+        ]
+        assert loss[domain]["mean_nll"]["value"] == pytest.approx(np.mean(nll), rel=1e-5)
+
+
+def test_vocab_and_expert_profile(client, analysed):
+    routes_by_token = collections.defaultdict(list)
+    for document in analysed:
+        for token in document["tokens"]:
+            routes_by_token[token["token_id"]].append(token["routes"][0]["experts"])
+    expert = 0
+    rows = client.get(
+        "/v1/stats/vocab", params={"layer": 1, "expert": expert, "min_count": 1}
+    ).json()[0]
+    for share in rows["tokens"]:
+        seen = routes_by_token[share["token_id"]]
+        assert share["count"] == len(seen)
+        assert share["with_expert"] == sum(expert in pair for pair in seen)
+
+    profile = client.get(f"/v1/experts/1/{expert}").json()
+    assert profile["layer"] == 1 and profile["expert"] == expert
+    assert {d["domain"] for d in profile["domains"]} == set(TEXTS)
+    assert len(profile["partners"]) == 3
+    for example in profile["examples"]:
+        assert example["rank"] in (1, 2) and isinstance(example["piece"], str)
+    assert client.get("/v1/experts/0/0").status_code == 404
+    assert client.get("/v1/experts/1/9").status_code == 404
+
+
+def test_filters_by_run_and_unknown_run(client, analysed):
+    only = client.post("/v1/analyze", json={"texts": ["x y z"], "domain": "solo"}).json()
+    rows = client.get("/v1/stats/domains", params={"run_id": only["run_id"]}).json()
+    assert [row["domain"] for row in rows] == ["solo"]
+    assert client.get("/v1/stats/load", params={"run_id": 987654}).status_code == 404
+
+
+def test_deleting_a_run_removes_its_share(client, analysed):
+    before = client.get("/v1/stats/load").json()[0]["load"]["total"]
+    extra = client.post("/v1/analyze", json={"texts": ["one more text"]}).json()
+    assert client.get("/v1/stats/load").json()[0]["load"]["total"] > before
+    client.delete(f"/v1/runs/{extra['run_id']}")
+    assert client.get("/v1/stats/load").json()[0]["load"]["total"] == before
