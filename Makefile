@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench
+.PHONY: install run trace test lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,13 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 
+# Local stack on an embedded SQLite file (data/glam.sqlite): migrate, serve the API on :8000
+# and the dashboard on :8501. The first start analyses the built-in corpus. Ctrl-C stops both.
 run: install
-	$(BIN)/glam trace --text "GLaM routes every token to two of its experts."
+	$(BIN)/glamlab db upgrade
+	@echo "API: http://127.0.0.1:8000/docs   Dashboard: http://127.0.0.1:8501"
+	$(BIN)/glamlab serve --port 8000 & API=$$!; trap 'kill $$API' EXIT INT TERM; \
+	GLAMLAB_API_URL=http://127.0.0.1:8000 $(BIN)/glamlab ui --port 8501
 
 lint:
 	$(BIN)/ruff check .
@@ -23,5 +28,9 @@ lint:
 test: install lint
 	$(BIN)/python -m pytest
 
+trace: install
+	$(BIN)/glam trace --text "GLaM routes every token to two of its experts."
+
 bench: install
 	$(BIN)/python bench/forward.py
+	$(BIN)/python bench/api.py

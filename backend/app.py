@@ -6,6 +6,7 @@ uvicorn --factory backend.app:create_app      # or: glamlab serve
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -53,6 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.auto_migrate:
             db.upgrade(engine)
         registry = ModelRegistry(settings.checkpoint, settings.early_checkpoint)
+        # JAX and Flax leave ~200k long-lived objects; without this, full collections walk
+        # them all and stall requests by 100-200 ms now and then (bench/storage.py).
+        gc.collect()
+        gc.freeze()
         metrics = Metrics()
         batcher = Batcher(
             registry.model,

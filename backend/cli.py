@@ -7,6 +7,7 @@ glamlab serve --port 8000     # the API (uvicorn)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,15 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    # A new process, not an import: the dashboard talks to the API over HTTP only.
+    argv = [sys.executable, "-m", "ui.cli", "--port", str(args.port), "--host", args.host]
+    if args.api_url:
+        argv += ["--api-url", args.api_url]
+    os.execv(sys.executable, argv)
+    return 0  # unreachable
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glamlab", description="GLaM Routing Lab service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("ui", help="run the dashboard (Streamlit)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--api-url", default=None, help="default: $GLAMLAB_API_URL or :8000")
+    p.set_defaults(func=cmd_ui)
     database = sub.add_parser("db", help="database maintenance").add_subparsers(
         dest="action", required=True
     )

@@ -78,9 +78,7 @@ def test_unknown_job_and_cancel(client, make_client):
         assert cancelled.status_code == 409 and job["status"] == "done"
 
 
-def test_a_job_killed_midway_resumes_with_every_document_exactly_once(
-    make_client, monkeypatch
-):
+def test_a_job_killed_midway_resumes_with_every_document_exactly_once(make_client, monkeypatch):
     client = make_client(job_chunk_documents=2)
     real_add = ingest.add_documents
     calls = {"n": 0}

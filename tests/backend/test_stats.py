@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 
 import numpy as np
 import pytest
@@ -77,7 +78,7 @@ def test_coactivation_consecutive_transitions_positions_loss(client, analysed):
     same = total = 0
     for document in analysed:
         top1 = [t["routes"][0]["experts"][0] for t in document["tokens"]]
-        same += sum(a == b for a, b in zip(top1, top1[1:], strict=False))
+        same += sum(a == b for a, b in itertools.pairwise(top1))
         total += len(top1) - 1
     assert consecutive["pairs"] == total
     assert consecutive["same_top1"]["value"] == pytest.approx(same / total)
@@ -92,9 +93,7 @@ def test_coactivation_consecutive_transitions_positions_loss(client, analysed):
 
     loss = {row["domain"]: row for row in client.get("/v1/stats/loss").json()}
     for domain in TEXTS:
-        nll = [
-            t["nll"] for d in analysed if d["domain"] == domain for t in d["tokens"] if t["nll"]
-        ]
+        nll = [t["nll"] for d in analysed if d["domain"] == domain for t in d["tokens"] if t["nll"]]
         assert loss[domain]["mean_nll"]["value"] == pytest.approx(np.mean(nll), rel=1e-5)
 
 

@@ -107,3 +107,12 @@ def test_evaluate_reports_every_domain(trained, corpus_path):
 def test_loading_a_missing_directory_names_the_problem(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match=r"config\.json is missing"):
         checkpoint.load(tmp_path)
+
+
+def test_glam_load_is_the_package_entry_point(trained):
+    import glam
+
+    _, out = trained
+    model, tokenizer, config = glam.load(out / "final")
+    assert config.name == "test-train" and tokenizer.vocab_size == config.vocab_size
+    assert model.config == config

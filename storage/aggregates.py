@@ -1,0 +1,294 @@
+"""Aggregate counts of one `RoutingTrace`, computed in numpy before anything is written.
+
+`summarize` turns a trace (row b of the batch = one document) into one column frame per
+aggregate family of `storage.schema_aggregates`: the keys and values of every row to add to
+the `run_*` and `model_*` tables. Only rows with something to count are emitted. Counts are
+over valid tokens (`trace.mask`); padding takes no part anywhere.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from glam.trace import RoutingTrace
+from storage.schema_aggregates import FAMILIES, POSITION_BUCKET, TOKEN_KINDS
+
+Frame = dict[str, np.ndarray]
+
+# Above this many possible keys, tallies sort the codes instead of allocating a dense array.
+_DENSE_LIMIT = 1 << 22
+
+
+def _tally(
+    keys: Sequence[np.ndarray], sizes: Sequence[int], weights: Sequence[np.ndarray | None]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Sum each of `weights` (None: count 1) per distinct key tuple.
+
+    Returns the distinct key tuples (one array per key) that occur at least once, and the
+    sums per weight. Keys are non-negative ints below their size.
+    """
+    code = np.zeros(len(keys[0]), dtype=np.int64)
+    for key, size in zip(keys, sizes, strict=True):
+        code = code * size + key.astype(np.int64)
+    total = int(np.prod(np.asarray(sizes, dtype=np.float64)))
+    if total <= _DENSE_LIMIT:
+        hits = np.bincount(code, minlength=total)
+        present = np.flatnonzero(hits)
+        sums = [
+            hits[present] if w is None else np.bincount(code, weights=w, minlength=total)[present]
+            for w in weights
+        ]
+    else:
+        present, inverse = np.unique(code, return_inverse=True)
+        sums = [
+            np.bincount(inverse).astype(np.int64) if w is None else np.bincount(inverse, weights=w)
+            for w in weights
+        ]
+    decoded = np.unravel_index(present, tuple(sizes)) if len(present) else [present] * len(keys)
+    return [np.asarray(k, dtype=np.int64) for k in decoded], sums
+
+
+def _int(values: np.ndarray) -> np.ndarray:
+    return np.rint(values).astype(np.int64)
+
+
+def summarize(
+    trace: RoutingTrace, domain_of_row: np.ndarray, domain_names: Sequence[str], num_experts: int
+) -> dict[str, Frame]:
+    """Aggregate frames of `trace`, keyed like `storage.schema_aggregates.FAMILIES`.
+
+    `domain_of_row[b]` is the index into `domain_names` of document b's domain. Domain columns
+    hold the names; layer columns hold absolute layer indices (`trace.moe_layers`).
+    """
+    n_layers, n_dom, n_exp = trace.num_layers, len(domain_names), num_experts
+    names = np.asarray(list(domain_names), dtype=object)
+    layers = np.asarray(trace.moe_layers, dtype=np.int64)
+    rows, cols = np.nonzero(trace.mask)  # valid tokens, document-major
+    n_tok = len(rows)
+    dom = np.asarray(domain_of_row, dtype=np.int64)[rows]
+    expert = trace.expert[:, rows, cols, :].astype(np.int64)  # [L, T, 2]
+    dropped = ~trace.kept[:, rows, cols, :]  # [L, T, 2]
+    layer_ord = np.repeat(np.arange(n_layers), n_tok)  # [L*T], layer-major like .ravel()
+    dom_l = np.tile(dom, n_layers)
+    e1, e2 = expert[..., 0].ravel(), expert[..., 1].ravel()
+    d1, d2 = dropped[..., 0].ravel(), dropped[..., 1].ravel()
+    frames: dict[str, Frame] = {}
+
+    # expert: tokens choosing each expert at each rank, and how many of those were kept
+    k1, (top1, kept1) = _tally([layer_ord, dom_l, e1], [n_layers, n_dom, n_exp], [None, ~d1])
+    k2, (top2, kept2) = _tally([layer_ord, dom_l, e2], [n_layers, n_dom, n_exp], [None, ~d2])
+    dense = np.zeros((4, n_layers, n_dom, n_exp), dtype=np.int64)
+    dense[0][tuple(k1)], dense[2][tuple(k1)] = top1, _int(kept1)
+    dense[1][tuple(k2)], dense[3][tuple(k2)] = top2, _int(kept2)
+    lo, do, ex = np.nonzero(dense[0] + dense[1])
+    frames["expert"] = {
+        "layer": layers[lo],
+        "domain": names[do],
+        "expert": ex,
+        "top1": dense[0][lo, do, ex],
+        "top2": dense[1][lo, do, ex],
+        "kept1": dense[2][lo, do, ex],
+        "kept2": dense[3][lo, do, ex],
+    }
+
+    # layer: token counts, drops, entropy and losses, agreement of adjacent tokens
+    entropy = trace.entropy[:, rows, cols].astype(np.float64).ravel()
+    (lo, do), (tokens, drop1, drop2, ent) = _tally(
+        [layer_ord, dom_l], [n_layers, n_dom], [None, d1, d2, entropy]
+    )
+    aux = trace.aux_loss.astype(np.float64)[lo] * tokens
+    z = trace.z_loss.astype(np.float64)[lo] * tokens
+    pair_b, pair_s = np.nonzero(trace.mask[:, :-1] & trace.mask[:, 1:])
+    a = trace.expert[:, pair_b, pair_s, :].astype(np.int64)  # [L, P, 2]
+    b = trace.expert[:, pair_b, pair_s + 1, :].astype(np.int64)
+    same = a[..., 0] == b[..., 0]
+    shared = same | (a[..., 0] == b[..., 1]) | (a[..., 1] == b[..., 0]) | (a[..., 1] == b[..., 1])
+    pair_layer = np.repeat(np.arange(n_layers), len(pair_b))
+    pair_dom = np.tile(np.asarray(domain_of_row, dtype=np.int64)[pair_b], n_layers)
+    pair_counts = np.zeros((3, n_layers, n_dom), dtype=np.int64)
+    (pl, pd), (n_pairs, n_same, n_shared) = _tally(
+        [pair_layer, pair_dom], [n_layers, n_dom], [None, same.ravel(), shared.ravel()]
+    )
+    pair_counts[:, pl, pd] = [n_pairs, _int(n_same), _int(n_shared)]
+    frames["layer"] = {
+        "layer": layers[lo],
+        "domain": names[do],
+        "tokens": tokens,
+        "dropped1": _int(drop1),
+        "dropped2": _int(drop2),
+        "entropy_sum": ent,
+        "aux_sum": aux,
+        "z_sum": z,
+        "pairs": pair_counts[0, lo, do],
+        "same_top1": pair_counts[1, lo, do],
+        "shared_top2": pair_counts[2, lo, do],
+    }
+
+    # position: tokens and drops per position bucket
+    bucket = np.tile(cols // POSITION_BUCKET, n_layers)
+    n_buckets = trace.seq_len // POSITION_BUCKET + 1
+    (lo, do, bu), (tokens, drop1, drop2) = _tally(
+        [layer_ord, dom_l, bucket], [n_layers, n_dom, n_buckets], [None, d1, d2]
+    )
+    frames["position"] = {
+        "layer": layers[lo],
+        "domain": names[do],
+        "bucket": bu,
+        "tokens": tokens,
+        "dropped1": _int(drop1),
+        "dropped2": _int(drop2),
+    }
+
+    # coactivation: the unordered pair {top-1, top-2} of each token
+    (lo, do, ea, eb), (n,) = _tally(
+        [layer_ord, dom_l, np.minimum(e1, e2), np.maximum(e1, e2)],
+        [n_layers, n_dom, n_exp, n_exp],
+        [None],
+    )
+    frames["coactivation"] = {
+        "layer": layers[lo],
+        "domain": names[do],
+        "expert_a": ea,
+        "expert_b": eb,
+        "n": n,
+    }
+
+    # transition: top-1 at every earlier MoE layer against top-1 at every later one
+    src, dst = np.triu_indices(n_layers, k=1)
+    top1 = expert[..., 0]  # [L, T]
+    (pi, do, ef, et), (n,) = _tally(
+        [np.repeat(np.arange(len(src)), n_tok), np.tile(dom, len(src)),
+         top1[src].ravel(), top1[dst].ravel()],
+        [max(len(src), 1), n_dom, n_exp, n_exp],
+        [None],
+    )  # fmt: skip
+    frames["transition"] = {
+        "layer_from": layers[src][pi],
+        "layer_to": layers[dst][pi],
+        "domain": names[do],
+        "expert_from": ef,
+        "expert_to": et,
+        "n": n,
+    }
+
+    # vocab_expert and vocab: N_{x,e} and N_x, by input token and by predicted token
+    by_kind = {
+        TOKEN_KINDS["input"]: trace.tokens[rows, cols].astype(np.int64),
+        TOKEN_KINDS["predicted"]: trace.predicted[rows, cols].astype(np.int64),
+    }
+    n_vocab = int(max((int(t.max()) for t in by_kind.values() if len(t)), default=0)) + 1
+    kinds = np.concatenate([np.full(2 * n_layers * n_tok, k) for k in by_kind])
+    token = np.concatenate([np.tile(t, 2 * n_layers) for t in by_kind.values()])
+    chosen = np.tile(np.concatenate([e1, e2]), len(by_kind))
+    (lo, ki, ex, do, to), (n,) = _tally(
+        [np.tile(layer_ord, 2 * len(by_kind)), kinds, chosen, np.tile(dom_l, 2 * len(by_kind)),
+         token],
+        [n_layers, len(by_kind), n_exp, n_dom, n_vocab],
+        [None],
+    )  # fmt: skip
+    frames["vocab_expert"] = {
+        "layer": layers[lo],
+        "kind": ki,
+        "expert": ex,
+        "domain": names[do],
+        "token_id": to,
+        "n": n,
+    }
+    (ki, to, do), (n,) = _tally(
+        [np.repeat(np.arange(len(by_kind)), n_tok), np.concatenate(list(by_kind.values())),
+         np.tile(dom, len(by_kind))],
+        [len(by_kind), n_vocab, n_dom],
+        [None],
+    )  # fmt: skip
+    frames["vocab"] = {"kind": ki, "token_id": to, "domain": names[do], "n": n}
+    (lo, ki, ex, to), (n,) = _tally(
+        [np.tile(layer_ord, 2 * len(by_kind)), kinds, chosen, token],
+        [n_layers, len(by_kind), n_exp, n_vocab],
+        [None],
+    )
+    frames["vocab_expert_totals"] = {
+        "layer": layers[lo],
+        "kind": ki,
+        "expert": ex,
+        "token_id": to,
+        "n": n,
+    }
+    (ki, to), (n,) = _tally(
+        [np.repeat(np.arange(len(by_kind)), n_tok), np.concatenate(list(by_kind.values()))],
+        [len(by_kind), n_vocab],
+        [None],
+    )
+    frames["vocab_totals"] = {"kind": ki, "token_id": to, "n": n}
+
+    # domain: documents, tokens, and next-token losses where there is a next token
+    nll = trace.nll[rows, cols].astype(np.float64)
+    finite = np.isfinite(nll)
+    doc_dom = np.asarray(domain_of_row, dtype=np.int64)
+    documents = np.bincount(doc_dom, minlength=n_dom)
+    tokens = np.bincount(dom, minlength=n_dom)
+    nll_sum = np.bincount(dom[finite], weights=nll[finite], minlength=n_dom)
+    nll_count = np.bincount(dom[finite], minlength=n_dom)
+    (do,) = np.nonzero(documents)
+    frames["domain"] = {
+        "domain": names[do],
+        "documents": documents[do],
+        "tokens": tokens[do],
+        "nll_sum": nll_sum[do],
+        "nll_count": nll_count[do],
+    }
+    return frames
+
+
+def merge(frames: Sequence[Frame], keys: Sequence[str]) -> Frame:
+    """One frame with the values of rows of equal keys summed."""
+    columns = {name: np.concatenate([f[name] for f in frames]) for name in frames[0]}
+    if not len(columns[keys[0]]):
+        return columns
+    code = np.zeros(len(columns[keys[0]]), dtype=np.int64)
+    for key in keys:
+        distinct, index = np.unique(columns[key], return_inverse=True)
+        code = code * len(distinct) + index.ravel()
+    _, group = np.unique(code, return_inverse=True)
+    group = group.ravel()
+    n_groups = int(group.max()) + 1
+    first = np.zeros(n_groups, dtype=np.int64)
+    first[group[::-1]] = np.arange(len(group))[::-1]
+    out = {}
+    for name, values in columns.items():
+        if name in keys:
+            out[name] = values[first]
+        else:
+            sums = np.bincount(group, weights=values, minlength=n_groups)
+            out[name] = np.rint(sums).astype(np.int64) if values.dtype.kind in "iu" else sums
+    return out
+
+
+class AggregateBuffer:
+    """Aggregate frames of several forward passes, summed, to be written once.
+
+    A corpus job that writes a run in one transaction can add each batch's aggregates here
+    and write them at the end: rows shared by batches (frequent tokens, every expert)
+    are then written once instead of once per batch.
+    """
+
+    # Merge after this many batches, so memory holds about one batch's frames per family.
+    _MERGE_EVERY = 8
+
+    def __init__(self) -> None:
+        self._frames: dict[str, list[Frame]] = defaultdict(list)
+
+    def add(self, frames: Mapping[str, Frame]) -> None:
+        for name, frame in frames.items():
+            pending = self._frames[name]
+            pending.append(frame)
+            if len(pending) >= self._MERGE_EVERY:
+                self._frames[name] = [merge(pending, FAMILIES[name].keys)]
+
+    def frames(self) -> dict[str, Frame]:
+        """The summed frames; empties the buffer."""
+        out = {name: merge(f, FAMILIES[name].keys) for name, f in self._frames.items()}
+        self._frames.clear()
+        return out

@@ -1,0 +1,109 @@
+"""Background corpus-analysis jobs: their status, progress and error, as stored rows.
+
+The backend runs the work; these functions only record it. Like the rest of `storage`, they
+take a `Session` and leave committing to the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.schema import Job, JobStatus
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobInfo:
+    id: int
+    model_id: int | None
+    run_id: int | None
+    status: str
+    done: int
+    total: int
+    error: str | None
+    params: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def _info(job: Job) -> JobInfo:
+    return JobInfo(
+        id=job.id,
+        model_id=job.model_id,
+        run_id=job.run_id,
+        status=job.status,
+        done=job.done,
+        total=job.total,
+        error=job.error,
+        params=dict(job.params),
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+    )
+
+
+def create_job(
+    session: Session,
+    *,
+    params: Mapping[str, Any],
+    total: int,
+    model_id: int | None = None,
+    run_id: int | None = None,
+) -> JobInfo:
+    job = Job(
+        params=dict(params),
+        total=total,
+        done=0,
+        status="queued",
+        model_id=model_id,
+        run_id=run_id,
+    )
+    session.add(job)
+    session.flush()
+    session.refresh(job)
+    return _info(job)
+
+
+def update_job(
+    session: Session,
+    job_id: int,
+    *,
+    status: JobStatus | None = None,
+    done: int | None = None,
+    error: str | None = None,
+    run_id: int | None = None,
+) -> JobInfo:
+    """Record progress; LookupError if there is no such job."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise LookupError(f"no job {job_id}")
+    if status is not None:
+        job.status = status
+    if done is not None:
+        job.done = done
+    if error is not None:
+        job.error = error
+    if run_id is not None:
+        job.run_id = run_id
+    job.updated_at = func.now()
+    session.flush()
+    session.refresh(job)
+    return _info(job)
+
+
+def get_job(session: Session, job_id: int) -> JobInfo | None:
+    job = session.get(Job, job_id)
+    return None if job is None else _info(job)
+
+
+def list_jobs(
+    session: Session, *, status: JobStatus | None = None, limit: int = 100
+) -> list[JobInfo]:
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(Job.status == status)
+    return [_info(j) for j in session.scalars(stmt)]

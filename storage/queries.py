@@ -1,0 +1,342 @@
+"""Routing statistics of DESIGN.md "Metric definitions", each with its uniform baseline.
+
+Every statistic but router saturation reads the aggregate tables only (see `storage.scope`
+for which); saturation pairs the routes of two runs by primary key. k = 2 choices, E experts.
+All functions take a `Scope` (model, runs, domains, layers) and return `storage.results`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.results import (
+    Coactivation,
+    ConsecutiveRouting,
+    DomainLoss,
+    DomainSpecialization,
+    ExpertLoad,
+    LayerBalance,
+    LayerLoad,
+    LayerRouting,
+    LossChange,
+    Measure,
+    PositionDrops,
+    Transitions,
+)
+from storage.schema_aggregates import POSITION_BUCKET
+from storage.scope import Resolved, Scope, resolve, total
+
+K = 2  # experts per token
+
+__all__ = [
+    "Scope",
+    "ablation_effect",
+    "balance",
+    "coactivation",
+    "consecutive_routing",
+    "domain_loss",
+    "domain_specialization",
+    "drops_by_position",
+    "expert_load",
+    "router_saturation",
+    "routing_summary",
+    "token_experts",
+    "transitions",
+    "vocab_specialization",
+]
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return float(num) / float(den) if den else None
+
+
+def _per_layer(session: Session, res: Resolved, family: str, sums: Sequence[str]) -> dict:
+    """{layer: {sum name: value}} over the scope (layers with no rows are absent)."""
+    rows = session.execute(res.grouped(family, ["layer"], sums)).all()
+    return {int(r.layer): {s: getattr(r, s) or 0 for s in sums} for r in rows}
+
+
+def _expert_matrix(session: Session, res: Resolved, sums: Sequence[str]) -> dict[int, np.ndarray]:
+    """{layer: int64 [len(sums), E]} of expert-count sums, zero for unseen experts."""
+    out = {layer: np.zeros((len(sums), res.num_experts), dtype=np.int64) for layer in res.layers}
+    for row in session.execute(res.grouped("expert", ["layer", "expert"], sums)):
+        out[int(row.layer)][:, int(row.expert)] = [int(getattr(row, s)) for s in sums]
+    return out
+
+
+def expert_load(session: Session, scope: Scope) -> list[LayerLoad]:
+    """Load (kept assignments, both ranks) and share of every expert, per MoE layer."""
+    res = resolve(session, scope)
+    base = 1.0 / res.num_experts
+    layers = []
+    for layer, (top1, top2, kept1, kept2) in _expert_matrix(
+        session, res, ["top1", "top2", "kept1", "kept2"]
+    ).items():
+        load = kept1 + kept2
+        total = int(load.sum())
+        experts = tuple(
+            ExpertLoad(
+                expert=e,
+                load=int(load[e]),
+                share=Measure(_ratio(load[e], total), base),
+                top1=int(top1[e]),
+                top2=int(top2[e]),
+                kept1=int(kept1[e]),
+                kept2=int(kept2[e]),
+            )
+            for e in range(res.num_experts)
+        )
+        layers.append(LayerLoad(layer=layer, total=total, experts=experts))
+    return layers
+
+
+def balance(session: Session, scope: Scope) -> list[LayerBalance]:
+    """CV, MaxVio, dead experts and normalised load entropy of the loads, per MoE layer."""
+    res = resolve(session, scope)
+    out = []
+    for layer, (kept1, kept2) in _expert_matrix(session, res, ["kept1", "kept2"]).items():
+        load = (kept1 + kept2).astype(np.float64)
+        total, mean = load.sum(), load.mean()
+        share = load / total if total else None
+        entropy = None
+        if share is not None:
+            nz = share[share > 0]
+            entropy = float(-(nz * np.log(nz)).sum() / math.log(res.num_experts))
+        out.append(
+            LayerBalance(
+                layer=layer,
+                total=int(total),
+                cv=Measure(float(load.std() / mean) if total else None, 0.0),
+                max_violation=Measure(float((load.max() - mean) / mean) if total else None, 0.0),
+                dead_experts=Measure(float((load == 0).sum()) if total else None, 0.0),
+                load_entropy=Measure(entropy, 1.0),
+            )
+        )
+    return out
+
+
+def routing_summary(session: Session, scope: Scope) -> list[LayerRouting]:
+    """Drop rate per rank, router entropy, aux and z loss (token-weighted), per MoE layer.
+
+    A batch's aux and z losses count once per valid token of the batch, so a domain filter
+    weighs each batch by its tokens of those domains.
+    """
+    res = resolve(session, scope)
+    sums = _per_layer(
+        session, res, "layer", ["tokens", "dropped1", "dropped2", "entropy_sum", "aux_sum", "z_sum"]
+    )
+    log_e = math.log(res.num_experts)
+    out = []
+    for layer in res.layers:
+        s = sums.get(layer, defaultdict(int))
+        n = int(s["tokens"])
+        out.append(
+            LayerRouting(
+                layer=layer,
+                tokens=n,
+                drop_rate_top1=Measure(_ratio(s["dropped1"], n), 0.0),
+                drop_rate_top2=Measure(_ratio(s["dropped2"], n), 0.0),
+                router_entropy=Measure(_ratio(s["entropy_sum"], n), log_e),
+                aux_loss=Measure(_ratio(s["aux_sum"], n), 1.0),
+                z_loss=Measure(_ratio(s["z_sum"], n), log_e**2),
+            )
+        )
+    return out
+
+
+def drops_by_position(
+    session: Session, scope: Scope, *, bucket_width: int = POSITION_BUCKET
+) -> list[PositionDrops]:
+    """Drop rates per rank by position bucket (do later tokens drop more?).
+
+    `bucket_width` must be a multiple of the stored width, POSITION_BUCKET.
+    """
+    if bucket_width <= 0 or bucket_width % POSITION_BUCKET:
+        raise ValueError(f"bucket_width must be a positive multiple of {POSITION_BUCKET}")
+    res = resolve(session, scope)
+    merged = bucket_width // POSITION_BUCKET
+    t = res.table("position")
+    bucket = t.c.bucket // merged if merged > 1 else t.c.bucket
+    stmt = (
+        select(
+            t.c.layer,
+            bucket.label("b"),
+            total(t.c.tokens).label("tokens"),
+            total(t.c.dropped1).label("dropped1"),
+            total(t.c.dropped2).label("dropped2"),
+        )
+        .where(*res.where(t))
+        .group_by(t.c.layer, bucket)
+        .order_by(t.c.layer, bucket)
+    )
+    return [
+        PositionDrops(
+            layer=int(r.layer),
+            start=int(r.b) * bucket_width,
+            stop=(int(r.b) + 1) * bucket_width,
+            tokens=int(r.tokens),
+            drop_rate_top1=Measure(_ratio(r.dropped1, r.tokens), 0.0),
+            drop_rate_top2=Measure(_ratio(r.dropped2, r.tokens), 0.0),
+        )
+        for r in session.execute(stmt)
+    ]
+
+
+def domain_specialization(session: Session, scope: Scope) -> list[DomainSpecialization]:
+    """OLMoE eq. 7, N_{e,D}/N_D, per MoE layer and domain."""
+    res = resolve(session, scope)
+    tokens = {
+        (int(r.layer), r.domain): int(r.tokens)
+        for r in session.execute(res.grouped("layer", ["layer", "domain"], ["tokens"]))
+    }
+    counts: dict[tuple[int, str], np.ndarray] = {
+        key: np.zeros(res.num_experts, dtype=np.int64) for key in tokens
+    }
+    for r in session.execute(
+        res.grouped("expert", ["layer", "domain", "expert"], ["top1", "top2"])
+    ):
+        counts[(int(r.layer), r.domain)][int(r.expert)] = int(r.top1) + int(r.top2)
+    return [
+        DomainSpecialization(
+            layer=layer,
+            domain=domain,
+            tokens=n,
+            counts=tuple(int(c) for c in counts[(layer, domain)]),
+            shares=tuple(_ratio(c, n) for c in counts[(layer, domain)]),
+            baseline=K / res.num_experts,
+        )
+        for (layer, domain), n in sorted(tokens.items())
+    ]
+
+
+def _as_matrix(array: np.ndarray) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(v) for v in row) for row in array)
+
+
+def _row_ratios(array: np.ndarray, totals: np.ndarray) -> tuple[tuple[float | None, ...], ...]:
+    return tuple(
+        tuple(float(v) / float(t) if t else None for v in row)
+        for row, t in zip(array, totals, strict=True)
+    )
+
+
+def coactivation(session: Session, scope: Scope) -> list[Coactivation]:
+    """OLMoE eq. 6, N_{i,j}/N_i, per MoE layer."""
+    res = resolve(session, scope)
+    n_exp = res.num_experts
+    pairs = {layer: np.zeros((n_exp, n_exp), dtype=np.int64) for layer in res.layers}
+    for r in session.execute(res.grouped("coactivation", ["layer", "expert_a", "expert_b"], ["n"])):
+        matrix = pairs[int(r.layer)]
+        matrix[int(r.expert_a), int(r.expert_b)] += int(r.n)
+        matrix[int(r.expert_b), int(r.expert_a)] += int(r.n)
+    chosen = _expert_matrix(session, res, ["top1", "top2"])
+    out = []
+    for layer in res.layers:
+        counts = chosen[layer].sum(axis=0)
+        out.append(
+            Coactivation(
+                layer=layer,
+                counts=tuple(int(c) for c in counts),
+                pairs=_as_matrix(pairs[layer]),
+                ratios=_row_ratios(pairs[layer], counts),
+                baseline=1.0 / (n_exp - 1),
+            )
+        )
+    return out
+
+
+def consecutive_routing(session: Session, scope: Scope) -> list[ConsecutiveRouting]:
+    """Adjacent tokens with the same top-1 and with intersecting top-2 sets, per layer."""
+    res = resolve(session, scope)
+    n_exp = res.num_experts
+    sums = _per_layer(session, res, "layer", ["pairs", "same_top1", "shared_top2"])
+    disjoint = math.comb(n_exp - 2, 2) / math.comb(n_exp, 2)
+    out = []
+    for layer in res.layers:
+        s = sums.get(layer, defaultdict(int))
+        out.append(
+            ConsecutiveRouting(
+                layer=layer,
+                pairs=int(s["pairs"]),
+                same_top1=Measure(_ratio(s["same_top1"], s["pairs"]), 1.0 / n_exp),
+                shared_top2=Measure(_ratio(s["shared_top2"], s["pairs"]), 1.0 - disjoint),
+            )
+        )
+    return out
+
+
+def transitions(session: Session, scope: Scope) -> list[Transitions]:
+    """Top-1 at MoE layer i against top-1 at every later MoE layer j (both in scope)."""
+    res = resolve(session, scope)
+    n_exp = res.num_experts
+    stmt = res.grouped(
+        "transition",
+        ["layer_from", "layer_to", "expert_from", "expert_to"],
+        ["n"],
+        layer_columns=("layer_from", "layer_to"),
+    )
+    counts: dict[tuple[int, int], np.ndarray] = {
+        (a, b): np.zeros((n_exp, n_exp), dtype=np.int64)
+        for i, a in enumerate(res.layers)
+        for b in res.layers[i + 1 :]
+    }
+    for r in session.execute(stmt):
+        counts[(int(r.layer_from), int(r.layer_to))][int(r.expert_from), int(r.expert_to)] = int(
+            r.n
+        )
+    return [
+        Transitions(
+            layer_from=a,
+            layer_to=b,
+            counts=_as_matrix(m),
+            probabilities=_row_ratios(m, m.sum(axis=1)),
+            baseline=1.0 / n_exp,
+        )
+        for (a, b), m in counts.items()
+    ]
+
+
+def domain_loss(session: Session, scope: Scope) -> list[DomainLoss]:
+    """Mean next-token loss per domain (layers do not apply)."""
+    res = resolve(session, scope)
+    stmt = res.grouped("domain", ["domain"], ["documents", "tokens", "nll_sum", "nll_count"])
+    return [
+        DomainLoss(
+            domain=r.domain,
+            documents=int(r.documents),
+            tokens=int(r.tokens),
+            scored_tokens=int(r.nll_count),
+            mean_nll=Measure(_ratio(r.nll_sum, r.nll_count), math.log(res.vocab_size)),
+        )
+        for r in session.execute(stmt.order_by("domain"))
+    ]
+
+
+def ablation_effect(session: Session, base: Scope, changed: Scope) -> list[LossChange]:
+    """Per-domain change in mean loss from the `base` scope to the `changed` (ablated) one."""
+    before = {d.domain: d.mean_nll.value for d in domain_loss(session, base)}
+    after = {d.domain: d.mean_nll.value for d in domain_loss(session, changed)}
+    out = []
+    for domain in sorted(before.keys() | after.keys()):
+        b, a = before.get(domain), after.get(domain)
+        out.append(
+            LossChange(
+                domain=domain,
+                base=b,
+                changed=a,
+                delta=None if a is None or b is None else a - b,
+            )
+        )
+    return out
+
+
+# Statistics with modules of their own, exported here so that every statistic is found in
+# one place: router saturation reads raw routes; vocabulary specialisation has two plans.
+from storage.compare import router_saturation  # noqa: E402
+from storage.vocabulary import token_experts, vocab_specialization  # noqa: E402

@@ -1,0 +1,255 @@
+"""Typed results of the storage queries: frozen dataclasses of plain values, no ORM objects.
+
+Every statistic comes with the value it would take under uniform routing (`baseline`), the
+reference the MoE papers compare against. A value is None where it is undefined (nothing
+was counted); counts are always given so callers can weigh or re-derive ratios.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+Matrix = tuple[tuple[int, ...], ...]
+RatioMatrix = tuple[tuple[float | None, ...], ...]
+
+_frozen = dataclasses.dataclass(frozen=True, slots=True)
+
+
+@_frozen
+class Measure:
+    """A statistic and its value under uniform routing."""
+
+    value: float | None
+    baseline: float | None
+
+
+@_frozen
+class ExpertLoad:
+    """Kept assignments of one expert (both ranks) and its share of the layer's load."""
+
+    expert: int
+    load: int  # kept top-1 + kept top-2 assignments
+    share: Measure  # load / sum of loads; baseline 1/E
+    top1: int  # tokens whose top-1 choice is the expert (kept or not)
+    top2: int
+    kept1: int
+    kept2: int
+
+
+@_frozen
+class LayerLoad:
+    layer: int
+    total: int
+    experts: tuple[ExpertLoad, ...]  # all E experts, in id order
+
+
+@_frozen
+class LayerBalance:
+    """Load-balance summary of one MoE layer, over loads = kept assignments."""
+
+    layer: int
+    total: int
+    cv: Measure  # std/mean (population std); baseline 0
+    max_violation: Measure  # (max - mean)/mean; baseline 0
+    dead_experts: Measure  # experts with no load; baseline 0
+    load_entropy: Measure  # H(share)/ln E; baseline 1
+
+
+@_frozen
+class LayerRouting:
+    """Per-layer token-weighted routing statistics."""
+
+    layer: int
+    tokens: int
+    drop_rate_top1: Measure  # share of valid tokens whose top-1 choice was dropped; baseline 0
+    drop_rate_top2: Measure
+    router_entropy: Measure  # mean per-token router entropy (nats); baseline ln E
+    aux_loss: Measure  # token-weighted mean; baseline 1 (perfect balance)
+    z_loss: Measure  # token-weighted mean; baseline (ln E)^2 (all logits equal at 0)
+
+
+@_frozen
+class PositionDrops:
+    """Drops among the valid tokens at positions [start, stop) of their documents."""
+
+    layer: int
+    start: int
+    stop: int
+    tokens: int
+    drop_rate_top1: Measure
+    drop_rate_top2: Measure
+
+
+@_frozen
+class DomainSpecialization:
+    """OLMoE eq. 7: share of the domain's tokens that have each expert in their top-2."""
+
+    layer: int
+    domain: str
+    tokens: int  # N_D
+    counts: tuple[int, ...]  # N_{e,D} for every expert
+    shares: tuple[float | None, ...]  # N_{e,D} / N_D
+    baseline: float  # k/E
+
+
+@_frozen
+class TokenShare:
+    token_id: int
+    piece: str | None
+    count: int  # N_x: occurrences of the token
+    with_expert: int  # N_{x,e}: of those, with the expert in their top-2
+    share: float  # N_{x,e} / N_x
+
+
+@_frozen
+class VocabSpecialization:
+    """OLMoE eq. 8 for one expert at one layer: the tokens it specialises in, best first."""
+
+    layer: int
+    expert: int
+    by: str  # "input" or "predicted"
+    min_count: int
+    baseline: float  # k/E
+    tokens: tuple[TokenShare, ...]
+
+
+@_frozen
+class TokenExperts:
+    """OLMoE eq. 8 read the other way: where one token goes, N_{x,e}/N_x for every expert."""
+
+    layer: int
+    token_id: int
+    piece: str | None
+    by: str  # "input" or "predicted"
+    count: int  # N_x
+    with_expert: tuple[int, ...]  # N_{x,e} for every expert
+    shares: tuple[float | None, ...]
+    baseline: float  # k/E
+
+
+@_frozen
+class Coactivation:
+    """OLMoE eq. 6: N_{i,j}/N_i, the share of tokens routed to i that also go to j."""
+
+    layer: int
+    counts: tuple[int, ...]  # N_i: tokens with i in their top-2
+    pairs: Matrix  # N_{i,j} (symmetric, zero diagonal)
+    ratios: RatioMatrix  # row i: N_{i,j}/N_i; None where N_i = 0
+    baseline: float  # 1/(E-1)
+
+
+@_frozen
+class ConsecutiveRouting:
+    """Mixtral table 5: adjacent tokens of a document routed alike."""
+
+    layer: int
+    pairs: int
+    same_top1: Measure  # baseline 1/E
+    shared_top2: Measure  # top-2 sets intersect; baseline 1 - C(E-2,2)/C(E,2)
+
+
+@_frozen
+class Transitions:
+    """Counts of (top-1 at MoE layer `layer_from`, top-1 at MoE layer `layer_to`)."""
+
+    layer_from: int
+    layer_to: int
+    counts: Matrix  # [from expert][to expert]
+    probabilities: RatioMatrix  # row-normalised; None where the row is empty
+    baseline: float  # 1/E
+
+
+@_frozen
+class Saturation:
+    """OLMoE eq. 5: mean over matched tokens of |top2_A ∩ top2_B| / 2."""
+
+    layer: int
+    tokens: int
+    saturation: Measure  # baseline 2/E
+
+
+@_frozen
+class DomainLoss:
+    """Mean next-token loss of a domain, over tokens that have a next token."""
+
+    domain: str
+    documents: int
+    tokens: int
+    scored_tokens: int
+    mean_nll: Measure  # baseline ln V (a uniform prediction)
+
+
+@_frozen
+class LossChange:
+    """Per-domain change of the mean loss from base runs to intervention runs."""
+
+    domain: str
+    base: float | None
+    changed: float | None
+    delta: float | None
+
+
+@_frozen
+class ModelInfo:
+    id: int
+    name: str
+    preset: str | None
+    num_experts: int
+    vocab_size: int
+    moe_layers: tuple[int, ...] | None
+    checkpoint_sha256: str | None
+    config: dict[str, Any]
+
+
+@_frozen
+class RunInfo:
+    id: int
+    model: str
+    source: str
+    parameters: dict[str, Any]
+    pooled: bool
+    label: str | None
+    n_documents: int
+    n_tokens: int
+    created_at: dt.datetime
+    domains: tuple[str, ...]
+
+
+@_frozen
+class DocumentInfo:
+    id: int
+    run_id: int
+    ordinal: int
+    domain: str
+    text: str
+    n_tokens: int
+    mean_nll: float | None
+
+
+@_frozen
+class RouteInfo:
+    layer: int
+    experts: tuple[int, int]
+    gates: tuple[float, float]
+    probs: tuple[float, float]
+    kept: tuple[bool, bool]
+    entropy: float
+
+
+@_frozen
+class TokenInfo:
+    position: int
+    token_id: int
+    piece: str | None
+    nll: float | None
+    predicted: int
+    predicted_piece: str | None
+    routes: tuple[RouteInfo, ...]  # one per MoE layer, in layer order
+
+
+@_frozen
+class DocumentTokens:
+    document: DocumentInfo
+    tokens: tuple[TokenInfo, ...]

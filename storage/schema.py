@@ -1,0 +1,199 @@
+"""The SQL schema: typed SQLAlchemy 2 models on one `DeclarativeBase`.
+
+Three kinds of tables:
+
+* catalogue: `models`, `vocab`, `runs`, `documents`, `jobs`;
+* raw rows: `tokens` (one per valid token) and `routes` (one per valid token per MoE layer),
+  read only by the token explorer and by router saturation;
+* aggregates (`storage/schema_aggregates.py`): counts and sums that answer every statistic
+  without scanning `routes`, written in the same transaction as the rows they summarise.
+
+Alembic (`storage/migrations/`) is the only way this schema reaches a database; the naming
+convention below gives every constraint a stable name so that migrations can refer to them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar, Literal, get_args
+
+from sqlalchemy import (
+    JSON,
+    REAL,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RunSource = Literal["request", "job", "generate"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+# SQLite stores tables keyed by their primary key without a hidden rowid when asked: the raw
+# rows are inserted in key order and read by key ranges, so the clustered layout saves a
+# second B-tree per table. PostgreSQL ignores the option.
+CLUSTERED = {"sqlite_with_rowid": False}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """The one declarative base; its metadata is Alembic's target."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[int]: JSON}
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Model(Base):
+    """A model (one checkpoint of one configuration) whose routing is stored."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    preset: Mapped[str | None] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
+    num_experts: Mapped[int] = mapped_column(SmallInteger)  # E: every baseline depends on it
+    vocab_size: Mapped[int] = mapped_column(Integer)  # V: baseline of the loss, ln V
+    moe_layers: Mapped[list[int] | None] = mapped_column()  # absolute layer indices
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class Vocab(Base):
+    """Tokenizer pieces of a model, so results can show text instead of ids."""
+
+    __tablename__ = "vocab"
+    __table_args__ = (PrimaryKeyConstraint("model_id", "token_id"), CLUSTERED)
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    token_id: Mapped[int] = mapped_column(Integer)
+    piece: Mapped[str] = mapped_column(Text)
+
+
+class Run(Base):
+    """One analysis: a forward pass (or a corpus of them) over some documents."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(_in("source", get_args(RunSource)), name="source"),
+        Index("ix_runs_model_id_created_at", "model_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(16))
+    # ablation, capacity_factor, checkpoint, ... exactly as the caller ran the model
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # True when the run changed nothing about the model (no ablation, no capacity override,
+    # no other checkpoint): only such runs are pooled into the model-wide aggregates.
+    pooled: Mapped[bool] = mapped_column(Boolean)
+    label: Mapped[str | None] = mapped_column(String(256))
+    n_documents: Mapped[int] = mapped_column(Integer, default=0)
+    n_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class Document(Base):
+    """One row of an analysed batch: a text, its domain label, and its mean loss."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("run_id", "ordinal"),
+        Index("ix_documents_run_id_domain", "run_id", "domain"),
+        # router saturation pairs the documents of two runs by their text
+        Index("ix_documents_run_id_text_sha256", "run_id", "text_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    ordinal: Mapped[int] = mapped_column(Integer)  # position of the document within its run
+    domain: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    n_tokens: Mapped[int] = mapped_column(Integer)
+    mean_nll: Mapped[float | None] = mapped_column(Double)
+
+
+class Job(Base):
+    """A background corpus analysis, with its progress."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", get_args(JobStatus)), name="status"),
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = _now()
+
+
+class Token(Base):
+    """One valid (non-padding) token of a document."""
+
+    __tablename__ = "tokens"
+    __table_args__ = (PrimaryKeyConstraint("document_id", "position"), CLUSTERED)
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    token_id: Mapped[int] = mapped_column(Integer)
+    nll: Mapped[float | None] = mapped_column(REAL)  # NULL where there is no next token
+    predicted: Mapped[int] = mapped_column(Integer)
+
+
+class Route(Base):
+    """The top-2 routing of one valid token at one MoE layer."""
+
+    __tablename__ = "routes"
+    __table_args__ = (PrimaryKeyConstraint("document_id", "position", "layer"), CLUSTERED)
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    layer: Mapped[int] = mapped_column(SmallInteger)  # absolute layer index
+    e1: Mapped[int] = mapped_column(SmallInteger)
+    e2: Mapped[int] = mapped_column(SmallInteger)
+    g1: Mapped[float] = mapped_column(REAL)  # combine weight after drops
+    g2: Mapped[float] = mapped_column(REAL)
+    p1: Mapped[float] = mapped_column(REAL)  # raw router probability
+    p2: Mapped[float] = mapped_column(REAL)
+    kept1: Mapped[bool] = mapped_column(Boolean)
+    kept2: Mapped[bool] = mapped_column(Boolean)
+    entropy: Mapped[float] = mapped_column(REAL)
+
+
+# The aggregate tables live in their own module; importing it registers them on Base.metadata.
+from storage import schema_aggregates as _aggregates  # noqa: E402, F401

@@ -1,0 +1,182 @@
+"""Vocabulary specialisation (OLMoE eq. 8): N_{x,e}/N_x, the share of a token's occurrences
+that have expert e in their top-2, by input token and by predicted token."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import Double, cast, select
+from sqlalchemy.orm import Session
+
+from storage.results import TokenExperts, TokenShare, VocabSpecialization
+from storage.rows import int_matrix
+from storage.schema import Vocab
+from storage.schema_aggregates import TOKEN_KINDS
+from storage.scope import Resolved, Scope, resolve, total
+
+K = 2  # experts per token
+
+Ranking = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _rank_tokens_model_wide(
+    session: Session, res: Resolved, kind: int, expert: int, min_count: int, limit: int
+) -> Ranking:
+    """Vocabulary ranking from the domain-free model-wide totals: one row per token on
+    each side, so SQL can rank and return only the `limit` best."""
+    ve, vc = res.table("vocab_expert_totals"), res.table("vocab_totals")
+    # N_x as a correlated lookup on vocab_totals' full primary key: an index probe per
+    # token whatever the planner believes. As a join, PostgreSQL with stale statistics
+    # (tables written a moment ago) looped over all tokens for each token: seconds.
+    occurrences = (
+        select(vc.c.n)
+        .where(vc.c.model_id == ve.c.model_id, vc.c.kind == ve.c.kind)
+        .where(vc.c.token_id == ve.c.token_id)
+        .scalar_subquery()
+    )
+    ranked: Ranking = {}
+    for layer in res.layers:
+        candidates = (
+            select(ve.c.token_id, occurrences.label("count"), ve.c.n.label("with_expert"))
+            .where(*res.where(ve), ve.c.layer == layer, ve.c.kind == kind, ve.c.expert == expert)
+            # materialised, so each lookup runs once per token rather than once per use
+            .cte("candidates")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        share = cast(candidates.c.with_expert, Double) / candidates.c.count  # IEEE, as numpy
+        rows = session.execute(
+            select(candidates.c.token_id, candidates.c.count, candidates.c.with_expert)
+            .where(candidates.c.count >= max(min_count, 1))
+            .order_by(share.desc(), candidates.c.count.desc(), candidates.c.token_id)
+            .limit(limit)
+        ).all()
+        token, count, with_expert = int_matrix(rows, 3).T
+        ranked[layer] = (token, count, with_expert, with_expert / np.maximum(count, 1))
+    return ranked
+
+
+def _rank_tokens(
+    session: Session, res: Resolved, kind: int, expert: int, min_count: int, limit: int
+) -> Ranking:
+    """Vocabulary ranking over chosen runs or domains: sums over runs and domains on each
+    side, joined and ranked in numpy. (As one SQL statement, the planner's row estimates
+    for freshly written tables led PostgreSQL to nested loops that took seconds.)"""
+    ve, vc = res.table("vocab_expert"), res.table("vocab")
+    # fetchall, then plain tuples: row-by-row fetching and numpy reading Row objects one
+    # item at a time each cost more than the queries on ~10^4 rows.
+    counts = session.execute(
+        select(vc.c.token_id, total(vc.c.n))
+        .where(*res.where(vc), vc.c.kind == kind)
+        .group_by(vc.c.token_id)
+    ).all()
+    counts_array = int_matrix(counts, 2)
+    occurrences = np.zeros(res.vocab_size, dtype=np.int64)
+    occurrences[counts_array[:, 0]] = counts_array[:, 1]
+    chosen = session.execute(
+        select(ve.c.layer, ve.c.token_id, total(ve.c.n))
+        .where(*res.where(ve), ve.c.kind == kind, ve.c.expert == expert)
+        .group_by(ve.c.layer, ve.c.token_id)
+    ).all()
+    rows = int_matrix(chosen, 3)
+    ranked: Ranking = {}
+    for layer in res.layers:
+        token, with_expert = rows[rows[:, 0] == layer, 1], rows[rows[:, 0] == layer, 2]
+        count = occurrences[token]
+        keep = count >= max(min_count, 1)
+        token, with_expert, count = token[keep], with_expert[keep], count[keep]
+        share = with_expert / count
+        best = np.lexsort((token, -count, -share))[:limit]
+        ranked[layer] = (token[best], count[best], with_expert[best], share[best])
+    return ranked
+
+
+def vocab_specialization(
+    session: Session,
+    scope: Scope,
+    *,
+    expert: int,
+    by: Literal["input", "predicted"] = "input",
+    min_count: int = 1,
+    limit: int = 50,
+) -> list[VocabSpecialization]:
+    """OLMoE eq. 8 for one expert, per MoE layer: tokens x with N_x >= min_count by
+    N_{x,e}/N_x (then N_x, then id), best first, at most `limit`."""
+    res = resolve(session, scope)
+    if not 0 <= expert < res.num_experts:
+        raise ValueError(f"expert must lie in [0, {res.num_experts})")
+    kind = TOKEN_KINDS[by]
+    if res.runs is None and res.domains is None:
+        ranked = _rank_tokens_model_wide(session, res, kind, expert, min_count, limit)
+    else:
+        ranked = _rank_tokens(session, res, kind, expert, min_count, limit)
+    wanted = sorted({int(t) for token, *_ in ranked.values() for t in token})
+    pieces = dict(
+        session.execute(
+            select(Vocab.token_id, Vocab.piece).where(
+                Vocab.model_id == res.model_id, Vocab.token_id.in_(wanted)
+            )
+        ).all()
+    )
+    return [
+        VocabSpecialization(
+            layer=layer,
+            expert=expert,
+            by=by,
+            min_count=min_count,
+            baseline=K / res.num_experts,
+            tokens=tuple(
+                TokenShare(
+                    token_id=int(t),
+                    piece=pieces.get(int(t)),
+                    count=int(c),
+                    with_expert=int(w),
+                    share=float(f),
+                )
+                for t, c, w, f in zip(*ranked[layer], strict=True)
+            ),
+        )
+        for layer in res.layers
+    ]
+
+
+def token_experts(
+    session: Session,
+    scope: Scope,
+    *,
+    token_id: int,
+    by: Literal["input", "predicted"] = "input",
+) -> list[TokenExperts]:
+    """For one token, the share of its occurrences routed to each expert, per MoE layer."""
+    res = resolve(session, scope)
+    kind = TOKEN_KINDS[by]
+    model_wide = res.runs is None and res.domains is None
+    ve = res.table("vocab_expert_totals" if model_wide else "vocab_expert")
+    vc = res.table("vocab_totals" if model_wide else "vocab")
+    count = session.scalar(
+        select(total(vc.c.n)).where(*res.where(vc), vc.c.kind == kind, vc.c.token_id == token_id)
+    )
+    counts = {layer: np.zeros(res.num_experts, dtype=np.int64) for layer in res.layers}
+    for layer, expert, n in session.execute(
+        select(ve.c.layer, ve.c.expert, total(ve.c.n))
+        .where(*res.where(ve), ve.c.kind == kind, ve.c.token_id == token_id)
+        .group_by(ve.c.layer, ve.c.expert)
+    ).all():
+        counts[layer][expert] = n
+    piece = session.scalar(
+        select(Vocab.piece).where(Vocab.model_id == res.model_id, Vocab.token_id == token_id)
+    )
+    n_x = int(count or 0)
+    return [
+        TokenExperts(
+            layer=layer,
+            token_id=token_id,
+            piece=piece,
+            by=by,
+            count=n_x,
+            with_expert=tuple(int(c) for c in counts[layer]),
+            shares=tuple(int(c) / n_x if n_x else None for c in counts[layer]),
+            baseline=K / res.num_experts,
+        )
+        for layer in res.layers
+    ]

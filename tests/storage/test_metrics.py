@@ -1,0 +1,97 @@
+"""Every statistic equals the same number computed in numpy from the raw traces."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from storage import queries
+from storage.scope import Scope
+from tests.storage import reference
+from tests.storage.checks import ALL_CHECKS, close
+from tests.storage.conftest import MODEL
+
+SCOPES = {
+    # the model's pooled runs: "a" and "b", not the intervention runs, not the other model
+    "model": {"model": MODEL},
+    # explicit runs, one of them an intervention
+    "runs": {"runs": ["a", "ablated"]},
+    "model-domains-layers": {"model": MODEL, "domains": ["web", "code"], "layers": [1, 5]},
+    "runs-domain-layer": {"runs": ["b", "checkpoint"], "domains": ["web"], "layers": [3]},
+}
+
+
+@pytest.mark.parametrize("scope", list(SCOPES))
+@pytest.mark.parametrize("statistic", list(ALL_CHECKS))
+def test_statistic_matches_numpy(session, store, statistic: str, scope: str) -> None:
+    _, ids, oracle = store
+    ALL_CHECKS[statistic](session, oracle, SCOPES[scope], ids)
+
+
+@pytest.mark.parametrize(("domains", "layers"), [(None, None), (["web"], None), (None, [3, 5])])
+def test_router_saturation_matches_numpy(session, store, corpus, domains, layers) -> None:
+    _, ids, _ = store
+    first, labels, _ = corpus["b"][0]
+    second = corpus["checkpoint"][0][0]
+    expected = reference.saturation(first, second, domains, labels)
+    result = queries.router_saturation(
+        session, ids["b"], ids["checkpoint"], domains=domains, layers=layers
+    )
+    assert [r.layer for r in result] == [i for i in (1, 3, 5) if layers is None or i in layers]
+    for r in result:
+        tokens, value = expected[r.layer]
+        assert r.tokens == tokens
+        close(r.saturation.value, value)
+        assert r.saturation.baseline == pytest.approx(2 / 6)
+
+
+def test_saturation_of_a_run_with_itself_is_one(session, store) -> None:
+    _, ids, _ = store
+    result = queries.router_saturation(session, ids["a"], ids["a"])
+    assert result and all(r.saturation.value == 1.0 for r in result)
+
+
+def test_ablation_effect_is_the_difference_of_domain_losses(session, store) -> None:
+    _, ids, _ = store
+    base, changed = Scope(runs=[ids["a"]]), Scope(runs=[ids["ablated"]])
+    before = {d.domain: d.mean_nll.value for d in queries.domain_loss(session, base)}
+    after = {d.domain: d.mean_nll.value for d in queries.domain_loss(session, changed)}
+    for change in queries.ablation_effect(session, base, changed):
+        b, a = before.get(change.domain), after.get(change.domain)
+        assert (change.base, change.changed) == (b, a)
+        if a is not None and b is not None:
+            assert change.delta == pytest.approx(a - b)
+
+
+def test_the_other_model_is_its_own_scope(session, store) -> None:
+    _, ids, _ = store
+    (layer0, layer2) = queries.expert_load(session, Scope(model="other"))
+    assert (layer0.layer, layer2.layer) == (0, 2)
+    assert len(layer0.experts) == 4
+    assert layer0.total == queries.expert_load(session, Scope(runs=[ids["other"]]))[0].total
+
+
+def test_scope_errors(session, store) -> None:
+    _, ids, _ = store
+    with pytest.raises(ValueError, match="several"):
+        queries.expert_load(session, Scope())
+    with pytest.raises(ValueError, match="one model"):
+        queries.expert_load(session, Scope(runs=[ids["a"], ids["other"]]))
+    with pytest.raises(LookupError):
+        queries.expert_load(session, Scope(runs=[10**6]))
+    with pytest.raises(LookupError):
+        queries.expert_load(session, Scope(model="nope"))
+    with pytest.raises(ValueError):
+        queries.drops_by_position(session, Scope(model=MODEL), bucket_width=40)
+    with pytest.raises(ValueError):
+        queries.vocab_specialization(session, Scope(model=MODEL), expert=6)
+
+
+def test_empty_selection_gives_undefined_values(session, store) -> None:
+    result = queries.routing_summary(session, Scope(model=MODEL, domains=["absent"]))
+    assert [r.tokens for r in result] == [0, 0, 0]
+    assert all(r.drop_rate_top1.value is None for r in result)
+    assert all(math.isclose(r.router_entropy.baseline, math.log(6)) for r in result)
+    balance = queries.balance(session, Scope(model=MODEL, domains=["absent"]))
+    assert all(b.cv.value is None for b in balance)

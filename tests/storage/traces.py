@@ -1,0 +1,74 @@
+"""Random routing traces that obey the top-2 gating contract, for storage tests and bench.
+
+Padding positions hold poison (expert -1, NaN entropy and gates) so that any use of them by
+storage shows up as a wrong number or an error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from glam.trace import RoutingTrace
+
+
+def random_trace(
+    rng: np.random.Generator,
+    *,
+    batch: int,
+    seq: int,
+    moe_layers: tuple[int, ...] = (1, 3, 5),
+    num_experts: int = 6,
+    vocab: int = 30,
+    drop: float = 0.2,
+    tokens: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> RoutingTrace:
+    """A trace of `batch` documents of 1..seq valid tokens (some left-padded), imbalanced
+    routing, an expert that layer 0 never chooses, and random capacity drops.
+
+    `tokens` and `mask` may be given to route the same text again (another checkpoint).
+    """
+    n_layers = len(moe_layers)
+    if mask is None:
+        lengths = rng.integers(1, seq + 1, size=batch)
+        lengths[0] = seq  # one full row: positions up to the last bucket
+        mask = np.arange(seq)[None, :] < lengths[:, None]
+        left = rng.random(batch) < 0.3
+        mask[left] = mask[left][:, ::-1]
+    if tokens is None:
+        tokens = rng.integers(0, vocab, size=(batch, seq)).astype(np.int32)
+    tokens = np.where(mask, tokens, 0).astype(np.int32)
+
+    bias = rng.normal(0.0, 1.0, size=(n_layers, 1, 1, num_experts))
+    logits = rng.normal(0.0, 1.5, size=(n_layers, batch, seq, num_experts)) + bias
+    logits[0, ..., num_experts - 1] = -np.inf  # a dead expert at the first MoE layer
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    e1 = probs.argmax(-1)
+    second = np.where(np.arange(num_experts) == e1[..., None], -1.0, probs)
+    e2 = second.argmax(-1)
+    expert = np.stack([e1, e2], -1)
+    prob = np.take_along_axis(probs, expert, -1).astype(np.float32)
+    kept = rng.random((n_layers, batch, seq, 2)) > drop
+    gate = prob / (prob.sum(-1, keepdims=True) + 1e-9) * kept
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(probs > 0, probs * np.log(probs), 0.0).sum(-1)
+
+    valid = mask[None, :, :]
+    nll = rng.gamma(2.0, 1.5, size=(batch, seq)).astype(np.float32)
+    last = seq - 1 - np.argmax(mask[:, ::-1], axis=1)  # last valid position of each row
+    nll[np.arange(batch), last] = np.nan
+    return RoutingTrace(
+        moe_layers=np.asarray(moe_layers, dtype=np.int32),
+        tokens=tokens,
+        mask=mask,
+        expert=np.where(valid[..., None], expert, -1).astype(np.int16),
+        gate=np.where(valid[..., None], gate, np.nan).astype(np.float32),
+        prob=np.where(valid[..., None], prob, np.nan).astype(np.float32),
+        kept=kept & valid[..., None],
+        entropy=np.where(valid, entropy, np.nan).astype(np.float32),
+        aux_loss=rng.uniform(1.0, 1.5, size=n_layers).astype(np.float32),
+        z_loss=rng.uniform(2.0, 4.0, size=n_layers).astype(np.float32),
+        nll=np.where(mask, nll, np.nan).astype(np.float32),
+        predicted=np.where(mask, rng.integers(0, vocab, size=(batch, seq)), 0).astype(np.int32),
+    )

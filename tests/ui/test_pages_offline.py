@@ -1,0 +1,89 @@
+"""Pages when there is nothing to show or nobody to ask: empty states and clear errors.
+
+The pages run under AppTest against a fake API (httpx.MockTransport) or a closed port.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.ui import stack
+from tests.ui.test_pages import assert_clean, click
+from ui.client import ApiClient
+
+PAGES = [
+    "overview", "token_explorer", "expert_profile", "load_balance", "specialisation", "compare",
+    "experiments", "jobs",
+]  # fmt: skip
+STATISTICS_PAGES = ["overview", "expert_profile", "load_balance", "specialisation"]
+
+CARD = {
+    "name": "fake-glam", "preset": "fake-glam", "config": {"capacity_factor": 2.0},
+    "num_experts": 4, "moe_layers": [1, 3], "params_total": 10, "params_activated": 5,
+    "checkpoint": {"name": "final", "step": 1, "sha256": "ab" * 32},
+    "checkpoints": [{"name": "final", "step": 1, "sha256": "ab" * 32}],
+    "max_tokens_per_text": 64, "max_texts_per_request": 8,
+}  # fmt: skip
+EMPTY_PROFILE = {
+    "layer": 1, "expert": 0, "load": 0, "share": None, "share_baseline": 0.25, "domains": [],
+    "top_input_tokens": [], "top_predicted_tokens": [], "partners": [], "examples": [],
+}  # fmt: skip
+
+
+def empty_store(request: httpx.Request) -> httpx.Response:
+    """An API that serves a model but has stored nothing yet; writes need a key."""
+    path = request.url.path
+    if request.method == "POST":
+        return httpx.Response(401, json={"detail": "missing or wrong X-API-Key header"})
+    if path == "/v1/model":
+        return httpx.Response(200, json=CARD)
+    if path == "/v1/runs":
+        return httpx.Response(200, json={"runs": [], "next_cursor": None})
+    if path == "/v1/stats/balance":
+        return httpx.Response(200, json={"balance": [], "routing": []})
+    if path.startswith("/v1/experts/"):
+        return httpx.Response(200, json=EMPTY_PROFILE)
+    return httpx.Response(200, json=[])
+
+
+@pytest.fixture
+def fake_api(monkeypatch) -> str:
+    fake = ApiClient("http://fake.test", transport=httpx.MockTransport(empty_store))
+    monkeypatch.setattr(ApiClient, "from_env", classmethod(lambda cls, environ=None: fake))
+    return fake.base_url
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_handles_an_empty_store(open_page, fake_api, page):
+    app = open_page(page, fake_api)
+    assert_clean(app)
+    assert app.title, "the page drew nothing"
+
+
+@pytest.mark.parametrize("page", STATISTICS_PAGES)
+def test_statistics_pages_say_how_to_get_data(open_page, fake_api, page):
+    app = open_page(page, fake_api)
+    messages = " ".join(i.value for i in app.info)
+    assert "No routing statistics yet" in messages and "Jobs page" in messages
+    targets = {link.proto.page.replace("_", "-") for link in app.get("page_link")}
+    assert targets >= {"token-explorer", "jobs"}
+
+
+def test_a_missing_key_is_explained(open_page, fake_api):
+    app = open_page("token_explorer", fake_api)
+    app.text_area(key="explorer_text").set_value("hello")
+    app = click(app, "Analyse")
+    assert not app.exception
+    [error] = app.error
+    assert "missing or wrong X-API-Key header (HTTP 401)" in error.value
+    assert "GLAMLAB_API_KEY" in error.value
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_an_unreachable_api_is_a_message_not_a_traceback(open_page, page):
+    closed = f"http://127.0.0.1:{stack.free_port()}"  # nothing listens there
+    app = open_page(page, closed)
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert any("cannot reach the API at " + closed in e for e in errors), errors

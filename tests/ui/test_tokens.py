@@ -1,0 +1,87 @@
+"""Coloured token text: escaped, coloured by the chosen layer's top-1, drops marked."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from tests.ui import samples
+from ui import schemas as s
+from ui.palette import expert_colours, text_colour
+from ui.tokens import display_piece, legend_html, tokens_html
+
+XSS = "<img src=x onerror=alert(1)>\"'&"
+
+
+def spans(fragment: str) -> list[dict[str, str]]:
+    """Each token span's attributes and (unescaped) text."""
+    out = []
+    for attrs, text in re.findall(r'<span class="glam-token" ([^>]*)>(.*?)</span>', fragment):
+        fields = dict(re.findall(r'([\w-]+)="([^"]*)"', attrs))
+        fields["text"] = html.unescape(text)
+        out.append(fields)
+    return out
+
+
+def test_pieces_read_as_text():
+    assert display_piece("\u2581the") == " the"
+    assert display_piece("<0x0A>") == "\u21b5"
+    assert display_piece("<0x3C>") == "<"  # byte fallback of a printable ASCII character
+    assert display_piece("<0xE3>") == "<0xE3>"  # a lone UTF-8 byte is no character
+    assert display_piece(None) == "\u2205"
+
+
+def test_untrusted_pieces_are_escaped_in_text_and_tooltip():
+    token = samples.token(0, XSS, [samples.route(1, 0, 1)])
+    fragment = tokens_html([token], layer=1, num_experts=4)
+    assert "<img" not in fragment and "onerror=alert(1)>" not in fragment
+    [span] = spans(fragment)
+    assert span["text"] == XSS  # shown exactly as typed...
+    assert XSS.replace('"', "&quot;").replace("'", "&#x27;") not in span["title"]
+    assert repr(XSS) in html.unescape(span["title"])  # ...and named in the tooltip
+
+
+def test_tokens_take_the_colour_of_their_top1_expert_at_the_chosen_layer():
+    toks = samples.tokens()
+    colours = expert_colours(4)
+    at_1 = spans(tokens_html(toks, layer=1, num_experts=4))
+    at_3 = spans(tokens_html(toks, layer=3, num_experts=4))
+    assert [t["data-expert"] for t in at_1] == ["0", "2", "3"]
+    assert [t["data-expert"] for t in at_3] == ["2", "1", "0"]
+    assert f"background:{colours[2]};color:{text_colour(colours[2])}" in at_3[0]["style"]
+
+
+def test_drops_are_marked_on_the_tokens():
+    at_1 = spans(tokens_html(samples.tokens(), layer=1, num_experts=4))
+    assert [t["data-dropped"] for t in at_1] == ["", "top1", "top2"]
+    assert "outline:2px dashed" in at_1[1]["style"]
+    assert "underline dotted" in at_1[2]["style"]
+    at_3 = spans(tokens_html(samples.tokens(), layer=3, num_experts=4))
+    assert [t["data-dropped"] for t in at_3] == ["", "", ""]
+
+
+def test_the_tooltip_gives_both_choices_at_every_layer():
+    title = html.unescape(spans(tokens_html(samples.tokens(), 1, 4))[1]["title"])
+    assert "layer 1: top-1 e2 gate 0.00 p 0.50 DROPPED | top-2 e0 gate 0.40 p 0.30 kept" in title
+    assert "layer 3: top-1 e1" in title
+    assert "router entropy 1.20 nats" in title
+    assert "next-token nll 2.00" in title and "predicted ' the'" in title
+
+
+def test_a_newline_piece_breaks_the_line():
+    fragment = tokens_html(samples.tokens(), 1, 4)
+    assert fragment.endswith("</span><br></div>")
+
+
+def test_a_token_without_routing_at_the_layer_is_left_uncoloured():
+    token = s.Token(
+        position=0, token_id=1, piece="a", nll=None, predicted=1, predicted_piece="a", routes=[]
+    )
+    [span] = spans(tokens_html([token], layer=1, num_experts=4))
+    assert span["data-expert"] == "" and "background" not in span["style"]
+
+
+def test_the_legend_names_every_expert_in_its_colour():
+    legend = legend_html(3)
+    for e, colour in enumerate(expert_colours(3)):
+        assert f"background:{colour}" in legend and f">e{e}</span>" in legend

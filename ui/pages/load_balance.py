@@ -1,0 +1,51 @@
+"""Load balance: per-layer balance metrics, load per expert, drops by rank and by position."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from ui import charts, data, feedback, filters, tables
+
+st.title("Load balance")
+card = feedback.need("Reading the model card", data.model_card)
+scope = filters.scope_picker()
+layers = st.multiselect(
+    "MoE layers",
+    card.moe_layers,
+    default=card.moe_layers,
+    key="balance_layers",
+    format_func=lambda x: f"layer {x}",
+)
+if not layers:
+    st.info("Pick at least one MoE layer.")
+    st.stop()
+scope = dataclasses.replace(scope, layers=tuple(layers))
+
+loads = feedback.need("Reading expert load", data.load, scope)
+if not any(x.load.total for x in loads):
+    feedback.no_routing_data()
+
+st.subheader("Per-layer metrics")
+stats = feedback.need("Reading balance", data.balance, scope)
+st.dataframe(tables.balance_table(stats), hide_index=True)
+st.caption(
+    "The last row is what perfectly uniform routing would give. CV and MaxVio measure how "
+    "uneven the load is (0 = even); load entropy 1 = even; aux loss 1 = balanced."
+)
+
+st.subheader("Load per expert")
+st.altair_chart(charts.load_heatmap(loads), width="stretch")
+tabs = st.tabs([f"layer {x.layer}" for x in loads])
+for tab, x in zip(tabs, loads, strict=True):
+    tab.altair_chart(charts.expert_share_bars(x.load), width="stretch")
+
+st.subheader("Dropped by capacity")
+st.altair_chart(charts.drop_rate_bars(stats.routing), width="stretch")
+bucket = st.select_slider(
+    "Position bucket width (tokens)", [8, 16, 32, 64, 128], value=32, key="balance_bucket"
+)
+positions = feedback.attempt("Reading drops by position", data.positions, scope, bucket)
+if positions:
+    st.altair_chart(charts.drop_rate_by_position(positions, stats.routing))

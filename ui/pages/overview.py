@@ -1,0 +1,69 @@
+"""Overview: the served model, what is in the store, running jobs, load and balance."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import charts, data, feedback, live, tables
+from ui.client import Scope
+
+st.title("GLaM Routing Lab")
+st.caption("Which experts does every token go to? Pick a page on the left to dig in.")
+
+card = feedback.need("Reading the model card", data.model_card)
+
+st.subheader("Model")
+cols = st.columns(5)
+cols[0].metric("Model", card.name)
+cols[1].metric("Experts per MoE layer", card.num_experts)
+cols[2].metric("MoE layers", ", ".join(map(str, card.moe_layers)))
+cols[3].metric("Parameters", f"{card.params_total / 1e6:,.2f} M")
+cols[4].metric(
+    "Activated per token",
+    f"{card.params_activated / 1e6:,.2f} M",
+    help="Parameters a token passes through: top-2 experts of each MoE layer, not all E.",
+)
+with st.expander("Configuration and checkpoints"):
+    st.json(card.config, expanded=False)
+    st.dataframe(
+        [{"checkpoint": c.name, "step": c.step, "sha256": c.sha256[:16]} for c in card.checkpoints],
+        hide_index=True,
+    )
+
+
+live.active_jobs_panel()
+
+st.subheader("Data in the store")
+runs, more = feedback.need("Listing runs", data.runs)
+losses = feedback.need("Reading documents per domain", data.loss, Scope())
+if not runs:
+    feedback.no_routing_data()
+cols = st.columns(4)
+cols[0].metric("Runs", f"{len(runs)}{'+' if more else ''}")
+cols[1].metric("Documents (pooled)", f"{sum(d.documents for d in losses):,}")
+cols[2].metric("Tokens (pooled)", f"{sum(d.tokens for d in losses):,}")
+cols[3].metric("Domains", len(losses))
+if losses:
+    st.altair_chart(charts.tokens_by_domain_bars(losses), width="stretch")
+
+st.subheader("Load per layer and expert")
+loads = feedback.need("Reading expert load", data.load, Scope())
+if not any(x.load.total for x in loads):
+    feedback.no_routing_data()
+st.altair_chart(charts.load_heatmap(loads), width="stretch")
+
+st.subheader("Balance")
+balance = feedback.need("Reading balance", data.balance, Scope())
+st.dataframe(
+    tables.balance_table(balance),
+    hide_index=True,
+    column_config={
+        "drop top-1": st.column_config.NumberColumn(format="percent"),
+        "drop top-2": st.column_config.NumberColumn(format="percent"),
+    },
+)
+st.caption(
+    "CV = std/mean of the experts' load; MaxVio = (max - mean)/mean; load entropy = "
+    "H(share)/ln E; drop = share of tokens whose choice exceeded the expert's capacity; "
+    "aux loss = E^2 mean(frac x prob), 1 when balanced. The last row is uniform routing."
+)
