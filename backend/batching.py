@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent analyse requests share one forward pass.
 
-Requests that arrive within `window` of each other and ask for the same routing options
-(checkpoint, ablation, capacity factor, router probs) are padded into one batch. Because a
+Requests that queue up while the model is busy (or arrive within an optional `window`)
+and ask for the same routing options (checkpoint, ablation, capacity factor, router
+probs) are padded into one batch. Because a
 group is one sequence and each sequence's capacity comes from its own valid tokens, every
 request routes exactly as it would alone. Shapes are padded to buckets (powers of two in
 rows and in length) so the number of compiled programs stays small.
@@ -108,12 +109,17 @@ class Batcher:
         return await future
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            pending = [first]
-            deadline = asyncio.get_running_loop().time() + self._window
+            pending = [await self._queue.get()]
+            deadline = loop.time() + self._window
             while sum(len(p.sequences) for p in pending) < self._max_rows:
-                timeout = deadline - asyncio.get_running_loop().time()
+                # Take what queued up while the model was busy; wait for more only within
+                # the window (0 by default: an idle model never waits for company).
+                if not self._queue.empty():
+                    pending.append(self._queue.get_nowait())
+                    continue
+                timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
                 try:

@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_new_tokens: int = Field(default=256, ge=1)
     batch_window_ms: float = Field(
-        default=5.0, ge=0, description="how long the batcher waits for more requests"
+        default=0.0,
+        ge=0,
+        description="extra wait for more requests to batch; 0: batch only what queued up "
+        "while the model was busy",
     )
     max_batch_size: int = Field(default=32, ge=1)
     analyze_builtin_on_start: bool = Field(

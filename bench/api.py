@@ -90,7 +90,6 @@ def main() -> None:
             **os.environ,
             "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite",
             "GLAMLAB_ANALYZE_BUILTIN_ON_START": "false",
-            "GLAMLAB_BATCH_WINDOW_MS": "4",
         }
         if args.checkpoint:
             env["GLAMLAB_CHECKPOINT"] = str(Path(args.checkpoint).resolve())
