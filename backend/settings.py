@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,10 +54,16 @@ class Settings(BaseSettings):
         description="origins allowed to call the API from a browser (the dashboard)",
     )
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_means_none(cls, value: object) -> object:
+        # `GLAMLAB_API_KEY=` (compose's default) means "no key", not a key of "".
+        return None if value == "" else value
+
     @model_validator(mode="after")
-    def _refuse_empty_key(self) -> Settings:
+    def _refuse_blank_key(self) -> Settings:
         if self.api_key is not None and not self.api_key.get_secret_value().strip():
-            raise ValueError("GLAMLAB_API_KEY is set but empty; unset it or give a real key")
+            raise ValueError("GLAMLAB_API_KEY is blank; unset it or give a real key")
         return self
 
 

@@ -54,11 +54,12 @@ def test_api_key_guards_writes_and_compute_not_reads(make_client):
     assert client.delete(f"/v1/runs/{run_id}", headers={"X-API-Key": "s3cret"}).status_code == 204
 
 
-def test_empty_api_key_is_refused():
+def test_blank_api_key_is_refused_and_empty_means_none():
     from backend.settings import Settings
 
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="blank"):
         Settings(api_key="  ")
+    assert Settings(api_key="").api_key is None
 
 
 def _store(client, texts, domain="demo"):
