@@ -27,6 +27,15 @@ def bad_request(message: str, code: int = status.HTTP_422_UNPROCESSABLE_CONTENT)
     return HTTPException(code, detail=message)
 
 
+def is_utf8(text: str) -> bool:
+    """JSON can carry lone surrogates ("\\ud800"), which no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def route_request(
     state: AppState,
     *,
@@ -47,7 +56,9 @@ def route_request(
     return RouteRequest(
         checkpoint=checkpoint,
         ablate=freeze_ablation(dict(ablate) if ablate else None),
-        capacity_factor=capacity_factor,
+        # Each distinct factor compiles its own programs: two decimals are plenty for a
+        # what-if, and bound the compile cache.
+        capacity_factor=None if capacity_factor is None else round(capacity_factor, 2) or 0.01,
         router_probs=router_probs,
     )
 
@@ -60,6 +71,9 @@ def tokenize(state: AppState, texts: Sequence[str]) -> list[list[int]]:
             f"{state.settings.max_texts_per_request}",
             status.HTTP_413_CONTENT_TOO_LARGE,
         )
+    for index, text in enumerate(texts):
+        if not is_utf8(text):
+            raise bad_request(f"texts[{index}] is not valid Unicode (a lone surrogate?)")
     tokenizer = state.registry.main.tokenizer
     ids = tokenizer.encode_batch(list(texts))
     for index, seq in enumerate(ids):
@@ -120,6 +134,8 @@ def store_run(
     domains: Sequence[str] | str,
     options: RouteRequest,
     source: str = "request",
+    extra_parameters: dict[str, Any] | None = None,
+    pooled: bool | None = None,
 ) -> tuple[int, list[int]]:
     """Write one run, whole or not at all; returns (run id, document ids)."""
     document_ids: list[int]
@@ -130,7 +146,8 @@ def store_run(
             session,
             model_name=state.model_name,
             source=source,
-            parameters=run_parameters(options, state),
+            parameters={**run_parameters(options, state), **(extra_parameters or {})},
+            pooled=pooled,
         )
         document_ids = ingest.add_documents(
             session, run_id, trace=trace, texts=texts, domains=domains

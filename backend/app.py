@@ -35,7 +35,7 @@ log = logging.getLogger("glamlab")
 def _queue_builtin_analysis(state: AppState) -> None:
     """On first start, analyse the built-in validation corpus so statistics are never empty."""
     try:
-        with state.sessions.begin() as session:
+        with state.writer.begin() as session:
             if run_store.list_runs(session, limit=1) or job_store.list_jobs(session, limit=1):
                 return
             params = {"corpus": "builtin", "split": "validation", "limit": None}
@@ -69,13 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             engine=engine,
             sessions=db.session_factory(engine),
+            writer=db.session_factory(engine, writes=True),
             registry=registry,
             batcher=batcher,
             metrics=metrics,
         )
         app.state.glamlab = state
         try:
-            with state.sessions() as session, session.begin():
+            with state.writer.begin() as session:
                 analysis.register_model(session, state)
             state.model_registered = True
         except OperationalError as error:  # the first write registers it instead

@@ -132,11 +132,18 @@ class Batcher:
             for options, items in groups.items():
                 await self._run_group(options, items)
 
+    def _run_in_slices(self, sequences: list[list[int]], options: RouteRequest) -> list:
+        """Forward passes of at most max_rows sequences (one request may bring more)."""
+        model = self._resolve(options.checkpoint)  # may load a checkpoint: off the loop
+        return [
+            run_batch(model, sequences[start : start + self._max_rows], options)
+            for start in range(0, len(sequences), self._max_rows)
+        ]
+
     async def _run_group(self, options: RouteRequest, items: list[_Pending]) -> None:
         sequences = [seq for item in items for seq in item.sequences]
         try:
-            model = self._resolve(options.checkpoint)
-            trace = await asyncio.to_thread(run_batch, model, sequences, options)
+            parts = await asyncio.to_thread(self._run_in_slices, sequences, options)
         except Exception as error:  # delivered to every waiting request
             for item in items:
                 if not item.future.done():
@@ -144,12 +151,54 @@ class Batcher:
             return
         if self._on_batch:
             self._on_batch(len(items), len(sequences))
+        # Row r of the group is row r % max_rows of part r // max_rows.
+        rows = [(part, row) for part in parts for row in range(part.batch_size)]
         start = 0
         for item in items:
-            rows = slice(start, start + len(item.sequences))
-            start = rows.stop
+            mine = rows[start : start + len(item.sequences)]
+            start += len(item.sequences)
             if not item.future.done():
-                item.future.set_result(trace.select(rows))
+                item.future.set_result(_gather(mine))
+
+
+def _gather(rows: list[tuple[RoutingTrace, int]]) -> RoutingTrace:
+    """One request's rows, from one part (the usual case) or spread over several."""
+    parts = {id(part): part for part, _ in rows}
+    if len(parts) == 1:
+        (part,) = parts.values()
+        return part.select([row for _, row in rows])
+    return concatenate([part.select([row]) for part, row in rows])
+
+
+def concatenate(traces: list[RoutingTrace]) -> RoutingTrace:
+    """Stack traces of one sequence each along the batch, padding to the longest."""
+    width = max(t.seq_len for t in traces)
+
+    def pad(array: np.ndarray, axis: int, value: object) -> np.ndarray:
+        widths = [(0, 0)] * array.ndim
+        widths[axis] = (0, width - array.shape[axis])
+        return np.pad(array, widths, constant_values=value)
+
+    per_token = {"expert": 0, "gate": 0.0, "prob": 0.0, "kept": False, "entropy": 0.0}
+    fields: dict[str, Any] = {
+        name: np.concatenate([pad(getattr(t, name), 2, v) for t in traces], axis=1)
+        for name, v in per_token.items()
+    }
+    fields["tokens"] = np.concatenate([pad(t.tokens, 1, 0) for t in traces])
+    fields["mask"] = np.concatenate([pad(t.mask, 1, False) for t in traces])
+    fields["nll"] = np.concatenate([pad(t.nll, 1, np.nan) for t in traces])
+    fields["predicted"] = np.concatenate([pad(t.predicted, 1, 0) for t in traces])
+    if all(t.router_probs is not None for t in traces):
+        fields["router_probs"] = np.concatenate([pad(t.router_probs, 2, 0.0) for t in traces], 1)
+    fields["group_aux_loss"] = np.concatenate([t.group_aux_loss for t in traces], axis=1)
+    fields["group_z_loss"] = np.concatenate([t.group_z_loss for t in traces], axis=1)
+    merged = RoutingTrace(
+        moe_layers=traces[0].moe_layers,
+        aux_loss=traces[0].aux_loss,
+        z_loss=traces[0].z_loss,
+        **fields,
+    )
+    return merged.select(slice(None))  # recomputes aux/z loss over all the rows
 
 
 def freeze_ablation(ablate: dict[Any, Sequence[int]] | None) -> tuple:

@@ -24,7 +24,8 @@ class AppState:
 
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]  # for reads
+    writer: sessionmaker[Session]  # for transactions that write (SQLite: BEGIN IMMEDIATE)
     registry: ModelRegistry
     batcher: Batcher
     metrics: Metrics
@@ -54,6 +55,14 @@ def get_session(state: StateDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_writer_session(state: StateDep) -> Iterator[Session]:
+    with state.writer() as session:
+        yield session
+
+
+WriterSessionDep = Annotated[Session, Depends(get_writer_session)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 

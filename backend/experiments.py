@@ -22,9 +22,9 @@ from glam.trace import RoutingTrace
 class DomainEffect:
     domain: str
     tokens: int  # tokens with a next token (scored)
-    base_nll: float
-    ablated_nll: float
-    delta: float
+    base_nll: float | None  # None when no token of the domain was scored
+    ablated_nll: float | None
+    delta: float | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +65,9 @@ class AblationEffect:
     def domains(self) -> list[DomainEffect]:
         out = []
         for domain, (base, ablated, n) in sorted(self._loss.items()):
-            n = max(int(n), 1)
+            if not n:
+                out.append(DomainEffect(domain, 0, None, None, None))
+                continue
             out.append(DomainEffect(domain, int(n), base / n, ablated / n, (ablated - base) / n))
         return out
 

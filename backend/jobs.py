@@ -8,11 +8,15 @@ the job resumes at `done` with nothing lost and nothing written twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from backend.batching import RouteRequest, run_batch
 from backend.deps import AppState
@@ -88,9 +92,25 @@ class JobRunner:
             self._wake.clear()
             try:
                 while not self._stop.is_set() and (job_id := self._next_job()) is not None:
-                    self._run(job_id)
+                    try:
+                        self._run(job_id)
+                    except (OperationalError, PoolTimeout):
+                        raise  # the database is away: retry the same job on the next wake
+                    except Exception as error:  # the job itself is broken: never retry it
+                        log.exception("job %s failed", job_id)
+                        self._fail(job_id, f"{type(error).__name__}: {error}")
             except Exception:  # the database may be down: try again on the next wake
                 log.exception("job runner")
+
+    def _fail(self, job_id: int, message: str) -> None:
+        with self.state.writer.begin() as session:
+            job_store.update_job(session, job_id, status="failed", error=message[:2000])
+        self._forget_metrics(job_id)
+
+    def _forget_metrics(self, job_id: int) -> None:
+        for gauge in (self.state.metrics.job_done, self.state.metrics.job_total):
+            with contextlib.suppress(KeyError):
+                gauge.remove(str(job_id))
 
     def _is_cancelled(self, job_id: int) -> bool:
         with self.state.sessions() as session:
@@ -99,9 +119,11 @@ class JobRunner:
 
     def _run(self, job_id: int) -> None:
         state = self.state
-        with state.sessions.begin() as session:
+        with state.writer.begin() as session:
             job = job_store.get_job(session, job_id)
-            assert job is not None
+            # Cancelled between being picked and starting: leave it cancelled.
+            if job is None or job.status not in ("queued", "running"):
+                return
             try:
                 records = job_records(state, job.params)
             except Exception as error:  # e.g. the built-in corpus is gone
@@ -135,17 +157,26 @@ class JobRunner:
                         sequences.append(window)
                         texts.append(tokenizer.decode(window))
                         domains.append(record["domain"])
-            trace = run_batch(model, sequences, RouteRequest()) if sequences else None
-            if sequences:
-                state.metrics.tokens_analysed.inc(sum(len(s) for s in sequences))
+            # Forward passes of at most max_batch_size windows: one long document can make
+            # thousands of windows, which must not become one giant batch.
+            step = state.settings.max_batch_size
+            slices = [
+                (run_batch(model, sequences[i : i + step], RouteRequest()), i)
+                for i in range(0, len(sequences), step)
+            ]
+            state.metrics.tokens_analysed.inc(sum(len(s) for s in sequences))
             # The chunk's documents and the progress counter commit together: a crash
             # before this commit redoes the chunk, after it never repeats it.
-            with state.sessions.begin() as session:
-                if trace is not None:
-                    ingest.add_documents(session, run_id, trace=trace, texts=texts, domains=domains)
+            with state.writer.begin() as session:
+                for trace, i in slices:
+                    ingest.add_documents(
+                        session, run_id, trace=trace, texts=texts[i : i + step],
+                        domains=domains[i : i + step],
+                    )  # fmt: skip
                 done += len(batch)
                 job_store.update_job(session, job_id, done=done)
             state.metrics.job_done.labels(str(job_id)).set(done)
-        with state.sessions.begin() as session:
+        with state.writer.begin() as session:
             if job_store.get_job(session, job_id).status != "cancelled":
                 job_store.update_job(session, job_id, status="done")
+        self._forget_metrics(job_id)

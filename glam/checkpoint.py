@@ -71,8 +71,14 @@ def save(path: Path | str, model: Glam, tokenizer: Tokenizer, meta: dict[str, An
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(staging / PARAMS_DIR, params)
     (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(path, ignore_errors=True)
+    # Swap: the old directory is moved aside before the new one takes its name, so a crash
+    # at any point leaves a complete model directory under one of the two names.
+    previous = path.with_name(path.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if path.exists():
+        path.rename(previous)
     staging.rename(path)
+    shutil.rmtree(previous, ignore_errors=True)
     return path
 
 

@@ -65,7 +65,7 @@ def _decode(
 
 
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
-    if temperature <= 0:
+    if temperature < 1e-6:  # below this, logits / temperature overflows: greedy
         return int(np.argmax(logits))
     scaled = logits.astype(np.float64) / temperature
     probs = np.exp(scaled - scaled.max())

@@ -218,6 +218,7 @@ class MoE(nnx.Module):
             jnp.sum(mask_bs, axis=1),
             num_experts=self.num_experts,
             capacity_factor=options.capacity_factor,
+            max_group_size=x_bsd.shape[1],
         )
         gating = routing.top2_gating(logits_bse, capacity=capacity_b, mask=mask_bs)
         buffer_end = routing.dispatch(x_bsd, gating, buffer_capacity)

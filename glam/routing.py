@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _RENORM_EPS = 1e-9  # GShard's epsilon when renormalising g1, g2
 
@@ -51,19 +52,27 @@ def expert_capacity(*, group_size: int, num_experts: int, capacity_factor: float
 
 
 def group_capacity(
-    valid_tokens_g: jax.Array, *, num_experts: int, capacity_factor: float | None
+    valid_tokens_g: jax.Array,
+    *,
+    num_experts: int,
+    capacity_factor: float | None,
+    max_group_size: int,
 ) -> jax.Array:
     """`expert_capacity` of each group from its own count of valid tokens [g].
 
     Counting valid tokens rather than the padded length is what makes a sequence route the
-    same alone and inside a batch padded to a longer length.
+    same alone and inside a batch padded to a longer length. The values come from a table
+    computed by `expert_capacity` itself (in float64, on the host): recomputing the formula
+    in float32 on the device could round to a capacity larger than the buffer.
     """
-    valid_tokens_g = valid_tokens_g.astype(jnp.int32)
-    if capacity_factor is None or math.isinf(capacity_factor):
-        return valid_tokens_g
-    raw = jnp.floor(valid_tokens_g.astype(jnp.float32) * capacity_factor / num_experts)
-    raw = raw.astype(jnp.int32)
-    return jnp.where(raw <= 1, 1, 4 * ((raw + 3) // 4))
+    table = np.array(
+        [
+            expert_capacity(group_size=n, num_experts=num_experts, capacity_factor=capacity_factor)
+            for n in range(max_group_size + 1)
+        ],
+        np.int32,
+    )
+    return jnp.asarray(table)[valid_tokens_g.astype(jnp.int32)]
 
 
 def _exclusive_cumsum(x: jax.Array, axis: int) -> jax.Array:

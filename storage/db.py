@@ -57,8 +57,13 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Deferred, so readers never wait for a writer; writers queue on busy_timeout.
-        connection.exec_driver_sql("BEGIN")
+        # Deferred by default, so readers never wait for a writer. Sessions made for writing
+        # (session_factory(writes=True)) begin IMMEDIATE: they take the write lock first,
+        # waiting up to busy_timeout, because a deferred transaction that reads and then
+        # writes fails at once with "database is locked" when another writer committed
+        # since its read (busy_timeout does not apply to that conflict).
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
@@ -75,9 +80,16 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded values after commit (results outlive their session)."""
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, *, writes: bool = False) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit (results outlive their session).
+
+    `writes=True`: for transactions that write; on SQLite they begin IMMEDIATE (see
+    `_configure_sqlite`), elsewhere nothing changes.
+    """
+    bind = engine
+    if writes and engine.dialect.name == "sqlite":
+        bind = engine.execution_options(sqlite_begin="IMMEDIATE")
+    return sessionmaker(bind, expire_on_commit=False)
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

@@ -42,7 +42,7 @@ async def analyze(body: AnalyzeRequest, state: StateDep) -> JSONResponse:
     if body.store:
 
         def write() -> tuple[int, list[int]]:
-            with state.sessions() as session:
+            with state.writer() as session:
                 return analysis.store_run(
                     session, state, trace=trace, texts=body.texts, domains=body.domain,
                     options=options,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,7 +83,7 @@ async def _in_slices(state: AppState, sequences: list[list[int]], options: Route
 async def ablation(body: AblationRequest, state: StateDep) -> AblationResponse:
     base_options = analysis.route_request(state)
     ablated_options = analysis.route_request(state, ablate=body.ablate)
-    sequences, domains = _inputs(state, body)
+    sequences, domains = await asyncio.to_thread(_inputs, state, body)
     effect = experiments.AblationEffect(state.registry.main.config.num_experts, body.ablate)
     step = state.settings.max_batch_size
     async for start, base in _in_slices(state, sequences, base_options):
@@ -102,7 +104,7 @@ async def ablation(body: AblationRequest, state: StateDep) -> AblationResponse:
 async def saturation(body: SaturationRequest, state: StateDep) -> SaturationResponse:
     options_a = analysis.route_request(state, checkpoint=body.checkpoint_a)
     options_b = analysis.route_request(state, checkpoint=body.checkpoint_b)
-    sequences, _ = _inputs(state, body)
+    sequences, _ = await asyncio.to_thread(_inputs, state, body)
     result = experiments.Saturation(state.registry.main.config.num_experts)
     step = state.settings.max_batch_size
     async for start, trace_a in _in_slices(state, sequences, options_a):

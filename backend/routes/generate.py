@@ -15,8 +15,11 @@ from glam.generate import generate
 
 router = APIRouter(prefix="/v1", tags=["generate"])
 
-# Generation routes with no capacity limit (see glam/generate.py); a stored run says so.
+# Generation routes one token at a time with no capacity limit (see glam/generate.py): its
+# routing is not the model's batch routing, so a stored generate run says so and stays out
+# of the model-wide statistics.
 _GENERATION = RouteRequest()
+_GENERATION_PARAMETERS = {"routing": "incremental decoding, no capacity limit"}
 
 
 @router.post(
@@ -55,10 +58,11 @@ async def generate_text(body: GenerateRequest, state: StateDep) -> GenerateRespo
     if body.store:
 
         def write() -> tuple[int, list[int]]:
-            with state.sessions() as session:
+            with state.writer() as session:
                 return analysis.store_run(
                     session, state, trace=out.trace, texts=[text], domains=body.domain,
                     options=_GENERATION, source="generate",
+                    extra_parameters=_GENERATION_PARAMETERS, pooled=False,
                 )  # fmt: skip
 
         run_id, document_ids = await asyncio.to_thread(write)

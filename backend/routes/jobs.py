@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 from pydantic import BaseModel, Field
 
 from backend import jobs as job_logic
-from backend.deps import SessionDep, StateDep, WriteAccess
+from backend.analysis import is_utf8
+from backend.deps import SessionDep, StateDep, WriteAccess, WriterSessionDep
 from backend.schemas import Problem
 from storage import jobs as job_store
 
@@ -60,6 +61,8 @@ def _parse_upload(data: bytes, name: str) -> list[dict[str, str]]:
         text, domain = obj.get("text"), obj.get("domain")
         if not isinstance(text, str) or not text:
             raise HTTPException(422, f"{where}: 'text' must be a non-empty string")
+        if not is_utf8(text) or (isinstance(domain, str) and not is_utf8(domain)):
+            raise HTTPException(422, f"{where}: not valid Unicode (a lone surrogate?)")
         if not isinstance(domain, str) or not domain or len(domain) > 64:
             raise HTTPException(422, f"{where}: 'domain' must be a string of 1-64 characters")
         records.append({"text": text, "domain": domain})
@@ -75,9 +78,9 @@ def _parse_upload(data: bytes, name: str) -> list[dict[str, str]]:
     responses={422: {"model": Problem}, 401: {"model": Problem}, 413: {"model": Problem}},
     summary="Analyse a corpus in the background: the built-in one, or an uploaded JSONL",
 )
-async def start_job(
+def start_job(
     state: StateDep,
-    session: SessionDep,
+    session: WriterSessionDep,
     corpus: Annotated[str, Form(description="builtin | upload", pattern="^(builtin|upload)$")] = (
         "builtin"
     ),
@@ -91,7 +94,7 @@ async def start_job(
     if corpus == "upload":
         if file is None:
             raise HTTPException(422, "corpus=upload needs a file")
-        params["records"] = _parse_upload(await file.read(), file.filename or "upload")
+        params["records"] = _parse_upload(file.file.read(), file.filename or "upload")
     else:
         if split not in ("train", "validation", None):
             raise HTTPException(422, "split must be train or validation")
@@ -116,7 +119,7 @@ def get_job(job_id: int, session: SessionDep) -> JobOut:
 
 
 @router.get("", summary="Jobs, newest first")
-def list_jobs(session: SessionDep, limit: int = 50) -> list[JobOut]:
+def list_jobs(session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[JobOut]:
     return [_out(j) for j in job_store.list_jobs(session, limit=limit)]
 
 
@@ -126,7 +129,7 @@ def list_jobs(session: SessionDep, limit: int = 50) -> list[JobOut]:
     responses={404: {"model": Problem}, 409: {"model": Problem}},
     summary="Stop a job after its current chunk (what it analysed stays stored)",
 )
-def cancel_job(job_id: int, session: SessionDep) -> JobOut:
+def cancel_job(job_id: int, session: WriterSessionDep) -> JobOut:
     with session.begin():
         info = job_store.get_job(session, job_id)
         if info is None:

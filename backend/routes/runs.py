@@ -11,9 +11,10 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from backend.deps import SessionDep, WriteAccess
+from backend.deps import SessionDep, WriteAccess, WriterSessionDep
 from backend.schemas import Problem
 from storage import ingest
+from storage import jobs as job_store
 from storage import runs as run_store
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -91,10 +92,18 @@ def run_tokens(
     "/{run_id}",
     status_code=204,
     dependencies=[WriteAccess],
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, 409: {"model": Problem, "description": "a job writes the run"}},
     summary="Delete a run and its share of every statistic",
 )
-def delete_run(run_id: int, session: SessionDep) -> Response:
+def delete_run(run_id: int, session: WriterSessionDep) -> Response:
+    busy = [
+        job.id
+        for job in job_store.list_jobs(session, limit=1000)
+        if job.run_id == run_id and job.status in ("queued", "running")
+    ]
+    if busy:
+        raise HTTPException(409, f"job {busy[0]} is writing run {run_id}; cancel it first")
+    session.rollback()  # end the read, so the delete runs in a transaction of its own
     with session.begin():
         if not ingest.delete_run(session, run_id):
             raise HTTPException(404, f"no run {run_id}")

@@ -155,3 +155,35 @@ def test_generate_returns_routing_of_prompt_and_continuation(client):
     assert again["text"] == body["text"]
     too_long = client.post("/v1/generate", json={"prompt": "def add", "max_new_tokens": 200})
     assert too_long.status_code == 422 and "exceeds" in too_long.json()["detail"]
+
+
+def test_lone_surrogates_are_a_clear_422(client):
+    response = client.post(
+        "/v1/analyze",
+        content=b'{"texts": ["ok", "bad \\ud800 text"]}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422 and "texts[1] is not valid Unicode" in response.text
+
+
+def test_a_request_larger_than_one_batch_is_split_and_equal_to_alone(make_client):
+    client = make_client(max_batch_size=4)
+    texts = [f"{TEXTS[i % 3]} {i}" for i in range(10)]
+    together = client.post("/v1/analyze", json={"texts": texts, "store": False}).json()
+    for i in (0, 5, 9):
+        alone = client.post("/v1/analyze", json={"texts": [texts[i]], "store": False}).json()
+        got, want = together["documents"][i], alone["documents"][0]
+        assert [t["token_id"] for t in got["tokens"]] == [t["token_id"] for t in want["tokens"]]
+        assert [t["routes"][0]["experts"] for t in got["tokens"]] == [
+            t["routes"][0]["experts"] for t in want["tokens"]
+        ]
+        np.testing.assert_allclose(got["aux_loss"], want["aux_loss"], rtol=1e-4)
+
+
+def test_generate_runs_stay_out_of_the_model_wide_statistics(client):
+    body = client.post(
+        "/v1/generate", json={"prompt": "hello", "max_new_tokens": 3, "store": True,
+                              "temperature": 1e-300},
+    ).json()  # fmt: skip
+    run = client.get(f"/v1/runs/{body['run_id']}").json()
+    assert not run["pooled"] and "no capacity limit" in run["parameters"]["routing"]

@@ -109,3 +109,46 @@ def test_a_job_killed_midway_resumes_with_every_document_exactly_once(make_clien
     documents = _documents(restarted, job["run_id"])
     assert len(documents) == 9
     assert len({d["text"] for d in documents}) == 9  # nothing twice
+
+
+def test_a_broken_job_fails_with_its_reason_and_the_next_one_runs(client, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("this corpus cannot be analysed")
+
+    monkeypatch.setattr(job_logic, "run_batch", broken)
+    first = client.post("/v1/jobs", data={"corpus": "builtin", "limit": 2}).json()["job_id"]
+    failed = _wait(client, first)
+    assert failed["status"] == "failed" and "cannot be analysed" in failed["error"]
+    monkeypatch.undo()
+    second = client.post("/v1/jobs", data={"corpus": "builtin", "limit": 2}).json()["job_id"]
+    assert _wait(client, second)["status"] == "done"
+
+
+def test_a_run_that_a_job_is_writing_cannot_be_deleted(make_client, monkeypatch):
+    client = make_client(job_chunk_documents=1)
+    gate = __import__("threading").Event()
+    real = job_logic.run_batch
+
+    def slow(*args, **kwargs):
+        gate.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job_logic, "run_batch", slow)
+    job_id = client.post("/v1/jobs", data={"corpus": "builtin"}).json()["job_id"]
+    deadline = time.monotonic() + 30
+    while (run_id := client.get(f"/v1/jobs/{job_id}").json()["run_id"]) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    response = client.delete(f"/v1/runs/{run_id}")
+    assert response.status_code == 409 and "cancel it first" in response.json()["detail"]
+    gate.set()
+    assert _wait(client, job_id)["status"] == "done"
+    assert client.delete(f"/v1/runs/{run_id}").status_code == 204
+
+
+def test_uploads_with_lone_surrogates_are_refused(client):
+    content = b'{"text": "ok", "domain": "x"}\n{"text": "\\ud800", "domain": "x"}\n'
+    response = client.post(
+        "/v1/jobs", data={"corpus": "upload"}, files={"file": ("c.jsonl", content)}
+    )
+    assert response.status_code == 422 and "line 2: not valid Unicode" in response.text

@@ -116,8 +116,29 @@ def test_expert_capacity_rounding():
     assert routing.expert_capacity(group_size=50, num_experts=8, capacity_factor=None) == 50
     counts = jnp.array([256, 100, 10, 0])
     np.testing.assert_array_equal(
-        routing.group_capacity(counts, num_experts=16, capacity_factor=2.0), [32, 12, 1, 1]
+        routing.group_capacity(counts, num_experts=16, capacity_factor=2.0, max_group_size=256),
+        [32, 12, 1, 1],
     )
+
+
+@pytest.mark.parametrize(
+    ("length", "factor", "experts"), [(64, 1.1249999999, 8), (100, 2.32, 8), (200, 2.12, 8)]
+)
+def test_group_capacity_equals_the_formula_and_never_exceeds_the_buffer(length, factor, experts):
+    # Factors whose float32 products round across an integer: the device must agree with
+    # the host formula, or a token could be given a slot past its expert's buffer.
+    buffer = routing.expert_capacity(group_size=length, num_experts=experts,
+                                     capacity_factor=factor)  # fmt: skip
+    got = routing.group_capacity(
+        jnp.arange(length + 1), num_experts=experts, capacity_factor=factor,
+        max_group_size=length,
+    )  # fmt: skip
+    want = [
+        routing.expert_capacity(group_size=n, num_experts=experts, capacity_factor=factor)
+        for n in range(length + 1)
+    ]
+    np.testing.assert_array_equal(got, want)
+    assert int(got.max()) <= buffer
 
 
 @functools.partial(jax.jit, static_argnums=3)
