@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
 from backend.deps import SessionDep
+from backend.params import Id, Index, Label, Name
 from backend.routes.stats import ERRORS
 from storage import queries
 from storage.examples import ExpertExample, expert_examples
@@ -45,12 +46,12 @@ class ExpertProfile(BaseModel):
 
 @router.get("/{layer}/{expert}", responses=ERRORS, summary="Profile of one expert")
 def expert_profile(
-    layer: int,
-    expert: int,
+    layer: Annotated[Index, Path()],
+    expert: Annotated[Index, Path()],
     session: SessionDep,
-    run_id: Annotated[list[int] | None, Query(description="run(s); default pooled runs")] = None,
-    domain: Annotated[list[str] | None, Query(description="domain label(s)")] = None,
-    model: Annotated[str | None, Query(description="model name")] = None,
+    run_id: Annotated[list[Id] | None, Query(description="run(s); default pooled runs")] = None,
+    domain: Annotated[list[Label] | None, Query(description="domain label(s)")] = None,
+    model: Annotated[Name | None, Query(description="model name")] = None,
     min_count: Annotated[int, Query(ge=1)] = 3,
     limit: Annotated[int, Query(ge=1, le=100)] = 15,
 ) -> ExpertProfile:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Path, Query, UploadFile, status
 from pydantic import BaseModel, Field
 
 from backend import jobs as job_logic
 from backend.analysis import is_utf8
 from backend.deps import SessionDep, StateDep, WriteAccess, WriterSessionDep
+from backend.params import Id
 from backend.schemas import Problem
 from storage import jobs as job_store
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JobId = Annotated[Id, Path(description="a job id")]
 
 
 class JobOut(BaseModel):
@@ -111,7 +113,7 @@ def start_job(
 
 
 @router.get("/{job_id}", responses={404: {"model": Problem}}, summary="A job's progress")
-def get_job(job_id: int, session: SessionDep) -> JobOut:
+def get_job(job_id: JobId, session: SessionDep) -> JobOut:
     info = job_store.get_job(session, job_id)
     if info is None:
         raise HTTPException(404, f"no job {job_id}")
@@ -129,7 +131,7 @@ def list_jobs(session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 
     responses={404: {"model": Problem}, 409: {"model": Problem}},
     summary="Stop a job after its current chunk (what it analysed stays stored)",
 )
-def cancel_job(job_id: int, session: WriterSessionDep) -> JobOut:
+def cancel_job(job_id: JobId, session: WriterSessionDep) -> JobOut:
     with session.begin():
         info = job_store.get_job(session, job_id)
         if info is None:

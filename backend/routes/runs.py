@@ -7,17 +7,19 @@ import dataclasses
 import io
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from backend.deps import SessionDep, WriteAccess, WriterSessionDep
+from backend.params import Id, Name
 from backend.schemas import Problem
 from storage import ingest
 from storage import jobs as job_store
 from storage import runs as run_store
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
+RunId = Annotated[Id, Path(description="a run id")]
 NOT_FOUND = {404: {"model": Problem, "description": "no such run"}}
 
 
@@ -49,10 +51,10 @@ def _run_out(info: run_store.RunInfo) -> RunOut:
 @router.get("", summary="Runs, newest first")
 def list_runs(
     session: SessionDep,
-    model: str | None = None,
+    model: Annotated[Name | None, Query()] = None,
     source: Literal["request", "job", "generate"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[int | None, Query(ge=1, description="runs older than this id")] = None,
+    cursor: Annotated[Id | None, Query(description="runs older than this id")] = None,
 ) -> RunPage:
     runs = run_store.list_runs(session, model=model, source=source, limit=limit + 1, before=cursor)
     page = runs[:limit]
@@ -70,13 +72,13 @@ def _get(session: SessionDep, run_id: int) -> run_store.RunInfo:
 
 
 @router.get("/{run_id}", responses=NOT_FOUND, summary="One run")
-def get_run(run_id: int, session: SessionDep) -> RunOut:
+def get_run(run_id: RunId, session: SessionDep) -> RunOut:
     return _run_out(_get(session, run_id))
 
 
 @router.get("/{run_id}/tokens", responses=NOT_FOUND, summary="A run's documents with routing")
 def run_tokens(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -95,7 +97,7 @@ def run_tokens(
     responses={**NOT_FOUND, 409: {"model": Problem, "description": "a job writes the run"}},
     summary="Delete a run and its share of every statistic",
 )
-def delete_run(run_id: int, session: WriterSessionDep) -> Response:
+def delete_run(run_id: RunId, session: WriterSessionDep) -> Response:
     busy = [
         job.id
         for job in job_store.list_jobs(session, limit=1000)
@@ -139,7 +141,7 @@ def _export_rows(session: SessionDep, run_id: int):
     summary="Every token x MoE layer of a run, as CSV or Parquet",
 )
 def export_run(
-    run_id: int, session: SessionDep, format: Literal["csv", "parquet"] = "csv"
+    run_id: RunId, session: SessionDep, format: Literal["csv", "parquet"] = "csv"
 ) -> Response:
     _get(session, run_id)
     rows = _export_rows(session, run_id)

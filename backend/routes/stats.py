@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
 from backend.deps import SessionDep
+from backend.params import Id, Index, Label, Name
 from backend.schemas import Problem
 from storage import queries
 from storage.results import (
@@ -36,10 +37,10 @@ ERRORS = {404: {"model": Problem, "description": "unknown model or run"},
 
 
 def scope(
-    layer: Annotated[list[int] | None, Query(description="MoE layer(s)")] = None,
-    run_id: Annotated[list[int] | None, Query(description="run(s); default pooled runs")] = None,
-    domain: Annotated[list[str] | None, Query(description="domain label(s)")] = None,
-    model: Annotated[str | None, Query(description="model name")] = None,
+    layer: Annotated[list[Index] | None, Query(description="MoE layer(s)")] = None,
+    run_id: Annotated[list[Id] | None, Query(description="run(s); default pooled runs")] = None,
+    domain: Annotated[list[Label] | None, Query(description="domain label(s)")] = None,
+    model: Annotated[Name | None, Query(description="model name")] = None,
 ) -> Scope:
     return Scope(model=model, runs=run_id, domains=domain, layers=layer)
 
@@ -99,7 +100,7 @@ def loss(session: SessionDep, filters: ScopeDep) -> list[DomainLoss]:
 def vocab(
     session: SessionDep,
     filters: ScopeDep,
-    expert: Annotated[int, Query(ge=0)],
+    expert: Annotated[Index, Query()],
     by: Literal["input", "predicted"] = "input",
     min_count: Annotated[int, Query(ge=1)] = 5,
     limit: Annotated[int, Query(ge=1, le=500)] = 30,
@@ -124,8 +125,8 @@ def consecutive(session: SessionDep, filters: ScopeDep) -> list[ConsecutiveRouti
 def transitions(
     session: SessionDep,
     filters: ScopeDep,
-    src: int | None = None,
-    dst: int | None = None,
+    src: Annotated[Index | None, Query()] = None,
+    dst: Annotated[Index | None, Query()] = None,
 ) -> list[Transitions]:
     rows = _checked(queries.transitions, session, dataclasses.replace(filters, layers=None))
     return [
@@ -149,9 +150,9 @@ def positions(
 @router.get("/saturation", responses=ERRORS, summary="Router saturation between two runs")
 def saturation(
     session: SessionDep,
-    run_a: int,
-    run_b: int,
-    layer: Annotated[list[int] | None, Query()] = None,
-    domain: Annotated[list[str] | None, Query()] = None,
+    run_a: Annotated[Id, Query()],
+    run_b: Annotated[Id, Query()],
+    layer: Annotated[list[Index] | None, Query()] = None,
+    domain: Annotated[list[Label] | None, Query()] = None,
 ) -> list[Saturation]:
     return _checked(queries.router_saturation, session, run_a, run_b, domains=domain, layers=layer)

@@ -134,3 +134,27 @@ def test_deleting_a_run_removes_its_share(client, analysed):
     assert client.get("/v1/stats/load").json()[0]["load"]["total"] > before
     client.delete(f"/v1/runs/{extra['run_id']}")
     assert client.get("/v1/stats/load").json()[0]["load"]["total"] == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/stats/load", "/v1/stats/balance", "/v1/stats/domains", "/v1/stats/loss",
+     "/v1/stats/coactivation", "/v1/stats/consecutive", "/v1/stats/transitions",
+     "/v1/stats/positions", "/v1/experts/1/0"],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    "params",
+    [{"run_id": 2**70}, {"run_id": -3}, {"layer": 2**70}, {"domain": "a\x00b"}],
+)
+def test_out_of_range_filters_are_422_not_500(client, path, params):
+    if path.startswith("/v1/experts") and "layer" in params:  # its layer is in the path
+        path, params = f"/v1/experts/{params['layer']}/0", {}
+    response = client.get(path, params=params)
+    assert response.status_code == 422, response.text
+
+
+def test_out_of_range_ids_in_paths_are_422(client):
+    for path in ("/v1/runs/99999999999999999999999", "/v1/jobs/99999999999999999999999",
+                 "/v1/experts/1/99999999999999999999"):  # fmt: skip
+        assert client.get(path).status_code == 422
+    assert client.get("/v1/runs", params={"cursor": 2**64}).status_code == 422
