@@ -113,9 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        metrics = getattr(request.app.state, "glamlab", None)
-        if metrics is not None:
-            metrics.metrics.request_latency.labels(
+        state = getattr(request.app.state, "glamlab", None)  # None before the lifespan
+        if state is not None:
+            state.metrics.request_latency.labels(
                 request.method, getattr(route, "path", "unmatched"), str(response.status_code)
             ).observe(time.perf_counter() - started)
         return response

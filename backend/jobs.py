@@ -80,10 +80,9 @@ class JobRunner:
 
     def _next_job(self) -> int | None:
         with self.state.sessions() as session:
-            for status in ("running", "queued"):
-                pending = job_store.list_jobs(session, status=status, limit=1000)
-                if pending:
-                    return min(job.id for job in pending)
+            for status in ("running", "queued"):  # resume interrupted jobs first
+                if (job_id := job_store.oldest_job(session, status=status)) is not None:
+                    return job_id
         return None
 
     def _loop(self) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Domain = Field(
@@ -149,6 +147,3 @@ class ModelCard(BaseModel):
     checkpoints: list[CheckpointOut]
     max_tokens_per_text: int
     max_texts_per_request: int
-
-
-JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]

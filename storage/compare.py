@@ -12,15 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.results import Measure, Saturation
-from storage.rows import int_matrix
+from storage.rows import int_matrix, ratio
 from storage.schema import Document, Model, Route, Run
 
 # Documents per statement: one bound value each, under SQLite's limit of 32766.
 _PAIRS_PER_QUERY = 5000
-
-
-def _ratio(num: float, den: float) -> float | None:
-    return float(num) / float(den) if den else None
 
 
 def router_saturation(
@@ -85,7 +81,7 @@ def router_saturation(
         Saturation(
             layer=layer,
             tokens=tokens[layer],
-            saturation=Measure(_ratio(shared[layer], 2 * tokens[layer]), 2.0 / n_exp),
+            saturation=Measure(ratio(shared[layer], 2 * tokens[layer]), 2.0 / n_exp),
         )
         for layer in sorted(tokens)
     ]

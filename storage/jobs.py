@@ -107,3 +107,17 @@ def list_jobs(
     if status is not None:
         stmt = stmt.where(Job.status == status)
     return [_info(j) for j in session.scalars(stmt)]
+
+
+ACTIVE: tuple[JobStatus, ...] = ("queued", "running")
+
+
+def oldest_job(session: Session, *, status: JobStatus) -> int | None:
+    """The id of the oldest job with `status`, if any."""
+    return session.scalar(select(func.min(Job.id)).where(Job.status == status))
+
+
+def active_jobs_writing(session: Session, run_id: int) -> list[int]:
+    """Ids of the queued or running jobs that write into run `run_id`."""
+    stmt = select(Job.id).where(Job.run_id == run_id, Job.status.in_(ACTIVE)).order_by(Job.id)
+    return list(session.scalars(stmt))

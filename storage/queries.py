@@ -29,6 +29,7 @@ from storage.results import (
     PositionDrops,
     Transitions,
 )
+from storage.rows import ratio
 from storage.schema_aggregates import POSITION_BUCKET
 from storage.scope import Resolved, Scope, resolve, total
 
@@ -50,10 +51,6 @@ __all__ = [
     "transitions",
     "vocab_specialization",
 ]
-
-
-def _ratio(num: float, den: float) -> float | None:
-    return float(num) / float(den) if den else None
 
 
 def _per_layer(session: Session, res: Resolved, family: str, sums: Sequence[str]) -> dict:
@@ -84,7 +81,7 @@ def expert_load(session: Session, scope: Scope) -> list[LayerLoad]:
             ExpertLoad(
                 expert=e,
                 load=int(load[e]),
-                share=Measure(_ratio(load[e], total), base),
+                share=Measure(ratio(load[e], total), base),
                 top1=int(top1[e]),
                 top2=int(top2[e]),
                 kept1=int(kept1[e]),
@@ -140,11 +137,11 @@ def routing_summary(session: Session, scope: Scope) -> list[LayerRouting]:
             LayerRouting(
                 layer=layer,
                 tokens=n,
-                drop_rate_top1=Measure(_ratio(s["dropped1"], n), 0.0),
-                drop_rate_top2=Measure(_ratio(s["dropped2"], n), 0.0),
-                router_entropy=Measure(_ratio(s["entropy_sum"], n), log_e),
-                aux_loss=Measure(_ratio(s["aux_sum"], n), 1.0),
-                z_loss=Measure(_ratio(s["z_sum"], n), log_e**2),
+                drop_rate_top1=Measure(ratio(s["dropped1"], n), 0.0),
+                drop_rate_top2=Measure(ratio(s["dropped2"], n), 0.0),
+                router_entropy=Measure(ratio(s["entropy_sum"], n), log_e),
+                aux_loss=Measure(ratio(s["aux_sum"], n), 1.0),
+                z_loss=Measure(ratio(s["z_sum"], n), log_e**2),
             )
         )
     return out
@@ -181,8 +178,8 @@ def drops_by_position(
             start=int(r.b) * bucket_width,
             stop=(int(r.b) + 1) * bucket_width,
             tokens=int(r.tokens),
-            drop_rate_top1=Measure(_ratio(r.dropped1, r.tokens), 0.0),
-            drop_rate_top2=Measure(_ratio(r.dropped2, r.tokens), 0.0),
+            drop_rate_top1=Measure(ratio(r.dropped1, r.tokens), 0.0),
+            drop_rate_top2=Measure(ratio(r.dropped2, r.tokens), 0.0),
         )
         for r in session.execute(stmt)
     ]
@@ -208,7 +205,7 @@ def domain_specialization(session: Session, scope: Scope) -> list[DomainSpeciali
             domain=domain,
             tokens=n,
             counts=tuple(int(c) for c in counts[(layer, domain)]),
-            shares=tuple(_ratio(c, n) for c in counts[(layer, domain)]),
+            shares=tuple(ratio(c, n) for c in counts[(layer, domain)]),
             baseline=K / res.num_experts,
         )
         for (layer, domain), n in sorted(tokens.items())
@@ -264,8 +261,8 @@ def consecutive_routing(session: Session, scope: Scope) -> list[ConsecutiveRouti
             ConsecutiveRouting(
                 layer=layer,
                 pairs=int(s["pairs"]),
-                same_top1=Measure(_ratio(s["same_top1"], s["pairs"]), 1.0 / n_exp),
-                shared_top2=Measure(_ratio(s["shared_top2"], s["pairs"]), 1.0 - disjoint),
+                same_top1=Measure(ratio(s["same_top1"], s["pairs"]), 1.0 / n_exp),
+                shared_top2=Measure(ratio(s["shared_top2"], s["pairs"]), 1.0 - disjoint),
             )
         )
     return out
@@ -312,7 +309,7 @@ def domain_loss(session: Session, scope: Scope) -> list[DomainLoss]:
             documents=int(r.documents),
             tokens=int(r.tokens),
             scored_tokens=int(r.nll_count),
-            mean_nll=Measure(_ratio(r.nll_sum, r.nll_count), math.log(res.vocab_size)),
+            mean_nll=Measure(ratio(r.nll_sum, r.nll_count), math.log(res.vocab_size)),
         )
         for r in session.execute(stmt.order_by("domain"))
     ]

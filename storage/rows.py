@@ -18,3 +18,8 @@ def int_matrix(rows: Sequence[Any], width: int) -> np.ndarray:
     """
     flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width)
     return flat.reshape(len(rows), width)
+
+
+def ratio(num: float, den: float) -> float | None:
+    """num / den as a float, None where the denominator is 0 (nothing was counted)."""
+    return float(num) / float(den) if den else None

@@ -98,11 +98,7 @@ def run_tokens(
     summary="Delete a run and its share of every statistic",
 )
 def delete_run(run_id: RunId, session: WriterSessionDep) -> Response:
-    busy = [
-        job.id
-        for job in job_store.list_jobs(session, limit=1000)
-        if job.run_id == run_id and job.status in ("queued", "running")
-    ]
+    busy = job_store.active_jobs_writing(session, run_id)
     if busy:
         raise HTTPException(409, f"job {busy[0]} is writing run {run_id}; cancel it first")
     session.rollback()  # end the read, so the delete runs in a transaction of its own
