@@ -21,6 +21,7 @@ from glam.model import ablation_mask
 from glam.tokenizer import Tokenizer
 from glam.trace import RoutingTrace
 from storage import ingest
+from storage.maintenance import route_rows
 
 
 def bad_request(message: str, code: int = status.HTTP_422_UNPROCESSABLE_CONTENT) -> HTTPException:
@@ -153,6 +154,7 @@ def store_run(
             session, run_id, trace=trace, texts=texts, domains=domains
         )
     state.model_registered = True
+    state.keeper.wrote(route_rows(trace))
     return run_id, document_ids
 
 

@@ -28,6 +28,7 @@ from backend.settings import Settings
 from storage import db
 from storage import jobs as job_store
 from storage import runs as run_store
+from storage.maintenance import StatisticsKeeper
 
 log = logging.getLogger("glamlab")
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             registry=registry,
             batcher=batcher,
             metrics=metrics,
+            keeper=StatisticsKeeper(engine),
         )
         app.state.glamlab = state
         try:

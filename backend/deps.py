@@ -16,6 +16,7 @@ from backend.batching import Batcher
 from backend.metrics import Metrics
 from backend.registry import ModelRegistry
 from backend.settings import Settings
+from storage.maintenance import StatisticsKeeper
 
 
 @dataclasses.dataclass
@@ -29,6 +30,7 @@ class AppState:
     registry: ModelRegistry
     batcher: Batcher
     metrics: Metrics
+    keeper: StatisticsKeeper  # vacuums and analyses PostgreSQL as runs are written
     jobs: object | None = None  # backend.jobs.JobRunner, set once it starts
     model_registered: bool = False  # the served model and its vocabulary are in the store
 

@@ -23,6 +23,7 @@ from backend.deps import AppState
 from glam.corpus import Record, read_corpus
 from storage import ingest
 from storage import jobs as job_store
+from storage.maintenance import route_rows
 
 log = logging.getLogger("glamlab.jobs")
 BUILTIN_CORPUS = "corpus.jsonl.gz"  # shipped beside the model's checkpoints
@@ -175,6 +176,7 @@ class JobRunner:
                 done += len(batch)
                 job_store.update_job(session, job_id, done=done)
             state.metrics.job_done.labels(str(job_id)).set(done)
+            state.keeper.wrote(sum(route_rows(trace) for trace, _ in slices))
         with state.writer.begin() as session:
             if job_store.get_job(session, job_id).status != "cancelled":
                 job_store.update_job(session, job_id, status="done")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from sqlalchemy import Double, cast, select
+from sqlalchemy import Double, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from storage.results import TokenExperts, TokenShare, VocabSpecialization
@@ -24,34 +24,44 @@ def _rank_tokens_model_wide(
     session: Session, res: Resolved, kind: int, expert: int, min_count: int, limit: int
 ) -> Ranking:
     """Vocabulary ranking from the domain-free model-wide totals: one row per token on
-    each side, so SQL can rank and return only the `limit` best."""
+    each side, joined, ranked per layer and cut to the `limit` best, in one statement."""
     ve, vc = res.table("vocab_expert_totals"), res.table("vocab_totals")
-    # N_x as a correlated lookup on vocab_totals' full primary key: an index probe per
-    # token whatever the planner believes. As a join, PostgreSQL with stale statistics
-    # (tables written a moment ago) looped over all tokens for each token: seconds.
-    occurrences = (
-        select(vc.c.n)
-        .where(vc.c.model_id == ve.c.model_id, vc.c.kind == ve.c.kind)
-        .where(vc.c.token_id == ve.c.token_id)
-        .scalar_subquery()
+    share = cast(ve.c.n, Double) / cast(vc.c.n, Double)  # IEEE division, as numpy's
+    rank = func.row_number().over(
+        partition_by=ve.c.layer, order_by=(share.desc(), vc.c.n.desc(), ve.c.token_id)
     )
+    # A hash join of ~E^-1 of one table with the other: planned so when the statistics are
+    # fresh (storage.maintenance keeps them so on PostgreSQL).
+    candidates = (
+        select(
+            ve.c.layer,
+            ve.c.token_id,
+            vc.c.n.label("count"),
+            ve.c.n.label("with_expert"),
+            rank.label("rank"),
+        )
+        .join(
+            vc,
+            and_(
+                vc.c.model_id == ve.c.model_id,
+                vc.c.kind == ve.c.kind,
+                vc.c.token_id == ve.c.token_id,
+            ),
+        )
+        .where(*res.where(ve), ve.c.kind == kind, ve.c.expert == expert)
+        .where(vc.c.n >= max(min_count, 1))
+        .subquery()
+    )
+    rows = session.execute(
+        select(candidates.c.layer, candidates.c.token_id, candidates.c.count,
+               candidates.c.with_expert)
+        .where(candidates.c.rank <= limit)
+        .order_by(candidates.c.layer, candidates.c.rank)
+    ).all()  # fmt: skip
+    table = int_matrix(rows, 4)
     ranked: Ranking = {}
     for layer in res.layers:
-        candidates = (
-            select(ve.c.token_id, occurrences.label("count"), ve.c.n.label("with_expert"))
-            .where(*res.where(ve), ve.c.layer == layer, ve.c.kind == kind, ve.c.expert == expert)
-            # materialised, so each lookup runs once per token rather than once per use
-            .cte("candidates")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
-        share = cast(candidates.c.with_expert, Double) / candidates.c.count  # IEEE, as numpy
-        rows = session.execute(
-            select(candidates.c.token_id, candidates.c.count, candidates.c.with_expert)
-            .where(candidates.c.count >= max(min_count, 1))
-            .order_by(share.desc(), candidates.c.count.desc(), candidates.c.token_id)
-            .limit(limit)
-        ).all()
-        token, count, with_expert = int_matrix(rows, 3).T
+        token, count, with_expert = table[table[:, 0] == layer, 1:].T
         ranked[layer] = (token, count, with_expert, with_expert / np.maximum(count, 1))
     return ranked
 
