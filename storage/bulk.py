@@ -180,22 +180,22 @@ def add_frame(session: Session, table: Table, keys: Sequence[str], frame: Frame)
     conflict = f"ON CONFLICT ({', '.join(q(k) for k in keys)}) DO UPDATE SET {update}"
     column_list = ", ".join(q(n) for n in names)
     if _is_postgresql(session):
-        # One statement over parallel arrays: no temporary table, one round trip.
-        arrays = ", ".join(f"%s::{_pg_type(table.c[n].type)[0]}[]" for n in names)
-        sql = (
+        # The rows go to a session-local staging table by binary COPY, then into the table
+        # in one statement. (Passing the columns as array parameters instead made psycopg
+        # quote-check every element in Python: 0.5 s of a 1.5 s ingest.)
+        staging = _quote(session, f"staging_{table.name}")
+        connection = session.connection()
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} "
+            f"(LIKE {q(table.name)}) ON COMMIT DELETE ROWS"
+        )
+        _copy(session, table, frame, staging)
+        connection.exec_driver_sql(
             f"INSERT INTO {q(table.name)} ({column_list}) "
-            f"SELECT * FROM unnest({arrays}) AS u ({column_list}) "
+            f"SELECT {column_list} FROM {staging} "
             f"ORDER BY {', '.join(q(k) for k in keys)} {conflict}"
         )
-        params = [
-            [None if v != v else v for v in np.asarray(frame[n]).tolist()]  # NaN -> NULL
-            if np.asarray(frame[n]).dtype.kind == "f"
-            else np.asarray(frame[n]).tolist()
-            for n in names
-        ]
-        dbapi = session.connection().connection.driver_connection
-        with dbapi.cursor() as cursor:
-            cursor.execute(sql, params)
+        connection.exec_driver_sql(f"DELETE FROM {staging}")  # for the next frame
         return
     sql = (
         f"INSERT INTO {q(table.name)} ({column_list}) VALUES ({', '.join('?' * len(names))}) "
