@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import HTTPException, status
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from backend.batching import RouteRequest, freeze_ablation
@@ -22,6 +23,11 @@ from glam.tokenizer import Tokenizer
 from glam.trace import RoutingTrace
 from storage import ingest
 from storage.maintenance import route_rows
+
+COMMIT_IN_DOUBT = (
+    "the database connection was lost while committing: the run may or may not have been "
+    "stored; look for it (GET /v1/runs) before retrying"
+)
 
 
 def bad_request(message: str, code: int = status.HTTP_422_UNPROCESSABLE_CONTENT) -> HTTPException:
@@ -75,6 +81,8 @@ def tokenize(state: AppState, texts: Sequence[str]) -> list[list[int]]:
     for index, text in enumerate(texts):
         if not is_utf8(text):
             raise bad_request(f"texts[{index}] is not valid Unicode (a lone surrogate?)")
+        if "\x00" in text:  # PostgreSQL text cannot hold one: a 422 here, not a 503 at commit
+            raise bad_request(f"texts[{index}] contains a NUL character")
     tokenizer = state.registry.main.tokenizer
     ids = tokenizer.encode_batch(list(texts))
     for index, seq in enumerate(ids):
@@ -140,19 +148,29 @@ def store_run(
 ) -> tuple[int, list[int]]:
     """Write one run, whole or not at all; returns (run id, document ids)."""
     document_ids: list[int]
-    with session.begin():
-        if not state.model_registered:
-            register_model(session, state)
-        run_id = ingest.create_run(
-            session,
-            model_name=state.model_name,
-            source=source,
-            parameters={**run_parameters(options, state), **(extra_parameters or {})},
-            pooled=pooled,
-        )
-        document_ids = ingest.add_documents(
-            session, run_id, trace=trace, texts=texts, domains=domains
-        )
+    committing = False
+    try:
+        with session.begin():
+            if not state.model_registered:
+                register_model(session, state)
+            run_id = ingest.create_run(
+                session,
+                model_name=state.model_name,
+                source=source,
+                parameters={**run_parameters(options, state), **(extra_parameters or {})},
+                pooled=pooled,
+            )
+            document_ids = ingest.add_documents(
+                session, run_id, trace=trace, texts=texts, domains=domains
+            )
+            committing = True  # what fails from here on is the COMMIT
+    except DBAPIError as error:
+        # The connection broke after COMMIT was sent: the server may have committed (a
+        # PostgreSQL stopped mid-commit does, tests/reliability/test_faults.py). The usual
+        # 503 says "nothing changed, retry", and a retry would store the run twice.
+        if committing and error.connection_invalidated:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, COMMIT_IN_DOUBT) from error
+        raise
     state.model_registered = True
     state.keeper.wrote(route_rows(trace))
     return run_id, document_ids

@@ -24,6 +24,7 @@ from backend.limits import BodySizeLimit
 from backend.metrics import Metrics
 from backend.registry import ModelRegistry
 from backend.routes import analyze, experiments, experts, generate, health, jobs, model, runs, stats
+from backend.schemas import DATABASE_DOWN
 from backend.settings import Settings
 from storage import db
 from storage import jobs as job_store
@@ -123,5 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     for module in (health, model, analyze, generate, runs, jobs, stats, experts, experiments):
-        app.include_router(module.router)
+        # Runs and jobs live in the database: every one of their routes may answer 503.
+        database = module in (runs, jobs)
+        app.include_router(module.router, responses=DATABASE_DOWN if database else None)
     return app

@@ -1,7 +1,8 @@
 """Bounds shared by every route's path and query parameters.
 
 Ids are 64-bit in the database: a larger number must be a 422 at the edge, not an overflow
-in the driver. Labels never carry control characters (NUL breaks PostgreSQL text).
+in the driver (so must any number that reaches SQL: offsets, minimum counts). Labels never
+carry control characters (NUL breaks PostgreSQL text).
 """
 
 from __future__ import annotations

@@ -17,6 +17,24 @@ class Problem(BaseModel):
     detail: str = Field(description="what went wrong and what to change")
 
 
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query or path, then the field")
+    msg: str
+    type: str
+
+
+class InvalidInput(BaseModel):
+    """A 422: the route's own message, or the list of fields that failed validation."""
+
+    detail: str | list[FieldError] = Field(description="what went wrong and what to change")
+
+
+# Error responses that many routes share (their bodies are Problem / InvalidInput).
+BAD_BODY = {400: {"model": Problem, "description": "the body could not be parsed (not UTF-8?)"}}
+INVALID = {422: {"model": InvalidInput, "description": "invalid input, with what to fix"}}
+DATABASE_DOWN = {503: {"model": Problem, "description": "database unavailable; retry shortly"}}
+
+
 class AnalyzeRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

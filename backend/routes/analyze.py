@@ -9,15 +9,23 @@ from fastapi.responses import JSONResponse
 
 from backend import analysis
 from backend.deps import StateDep, WriteAccess
-from backend.schemas import AnalyzeRequest, AnalyzeResponse, Problem
+from backend.schemas import (
+    BAD_BODY,
+    DATABASE_DOWN,
+    INVALID,
+    AnalyzeRequest,
+    AnalyzeResponse,
+    Problem,
+)
 
 router = APIRouter(prefix="/v1", tags=["analyze"])
 
 ERRORS = {
+    **BAD_BODY,
     401: {"model": Problem, "description": "API key required"},
     413: {"model": Problem, "description": "too many texts or tokens"},
-    422: {"model": Problem, "description": "invalid input, with what to fix"},
-    503: {"model": Problem, "description": "database unavailable"},
+    **INVALID,
+    **DATABASE_DOWN,
 }
 
 

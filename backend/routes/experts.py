@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
 from backend.deps import SessionDep
-from backend.params import Id, Index, Label, Name
+from backend.params import MAX_ID, Id, Index, Label, Name
 from backend.routes.stats import ERRORS
 from storage import queries
 from storage.examples import ExpertExample, expert_examples
@@ -52,7 +52,7 @@ def expert_profile(
     run_id: Annotated[list[Id] | None, Query(description="run(s); default pooled runs")] = None,
     domain: Annotated[list[Label] | None, Query(description="domain label(s)")] = None,
     model: Annotated[Name | None, Query(description="model name")] = None,
-    min_count: Annotated[int, Query(ge=1)] = 3,
+    min_count: Annotated[int, Query(ge=1, le=MAX_ID)] = 3,
     limit: Annotated[int, Query(ge=1, le=100)] = 15,
 ) -> ExpertProfile:
     scope = Scope(model=model, runs=run_id, domains=domain, layers=[layer])

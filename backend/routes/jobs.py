@@ -12,7 +12,7 @@ from backend import jobs as job_logic
 from backend.analysis import is_utf8
 from backend.deps import SessionDep, StateDep, WriteAccess, WriterSessionDep
 from backend.params import Id
-from backend.schemas import Problem
+from backend.schemas import BAD_BODY, INVALID, Problem
 from storage import jobs as job_store
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -58,6 +58,8 @@ def _parse_upload(data: bytes, name: str) -> list[dict[str, str]]:
             obj = json.loads(line)
         except json.JSONDecodeError as error:
             raise HTTPException(422, f"{where}: malformed JSON ({error.msg})") from None
+        except RecursionError:  # e.g. 100k levels of "[": the parser gives up, not the server
+            raise HTTPException(422, f"{where}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise HTTPException(422, f"{where}: expected an object with text and domain")
         text, domain = obj.get("text"), obj.get("domain")
@@ -65,6 +67,9 @@ def _parse_upload(data: bytes, name: str) -> list[dict[str, str]]:
             raise HTTPException(422, f"{where}: 'text' must be a non-empty string")
         if not is_utf8(text) or (isinstance(domain, str) and not is_utf8(domain)):
             raise HTTPException(422, f"{where}: not valid Unicode (a lone surrogate?)")
+        # An escaped NUL ("\u0000") too: PostgreSQL text cannot hold one.
+        if "\x00" in text or (isinstance(domain, str) and "\x00" in domain):
+            raise HTTPException(422, f"{where}: contains a NUL character")
         if not isinstance(domain, str) or not domain or len(domain) > 64:
             raise HTTPException(422, f"{where}: 'domain' must be a string of 1-64 characters")
         records.append({"text": text, "domain": domain})
@@ -77,7 +82,7 @@ def _parse_upload(data: bytes, name: str) -> list[dict[str, str]]:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[WriteAccess],
-    responses={422: {"model": Problem}, 401: {"model": Problem}, 413: {"model": Problem}},
+    responses={**BAD_BODY, **INVALID, 401: {"model": Problem}, 413: {"model": Problem}},
     summary="Analyse a corpus in the background: the built-in one, or an uploaded JSONL",
 )
 def start_job(

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from backend.deps import SessionDep, WriteAccess, WriterSessionDep
-from backend.params import Id, Name
+from backend.params import MAX_ID, Id, Name
 from backend.schemas import Problem
 from storage import ingest
 from storage import jobs as job_store
@@ -81,7 +81,7 @@ def run_tokens(
     run_id: RunId,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> list[dict[str, Any]]:
     _get(session, run_id)
     return [

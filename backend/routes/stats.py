@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
 from backend.deps import SessionDep
-from backend.params import Id, Index, Label, Name
-from backend.schemas import Problem
+from backend.params import MAX_ID, Id, Index, Label, Name
+from backend.schemas import DATABASE_DOWN, INVALID, Problem
 from storage import queries
 from storage.results import (
     Coactivation,
@@ -33,7 +33,7 @@ from storage.scope import Scope
 
 router = APIRouter(prefix="/v1/stats", tags=["statistics"])
 ERRORS = {404: {"model": Problem, "description": "unknown model or run"},
-          422: {"model": Problem, "description": "inconsistent filters"}}  # fmt: skip
+          **INVALID, **DATABASE_DOWN}  # fmt: skip
 
 
 def scope(
@@ -102,7 +102,7 @@ def vocab(
     filters: ScopeDep,
     expert: Annotated[Index, Query()],
     by: Literal["input", "predicted"] = "input",
-    min_count: Annotated[int, Query(ge=1)] = 5,
+    min_count: Annotated[int, Query(ge=1, le=MAX_ID)] = 5,
     limit: Annotated[int, Query(ge=1, le=500)] = 30,
 ) -> list[VocabSpecialization]:
     return _checked(

@@ -141,8 +141,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def api_process(model_dir: Path, database_url: str, log: Path, port: int) -> Iterator[str]:
-    """`glamlab serve` (the same entry point, run as a module) on `port`."""
+def api_process(
+    model_dir: Path, database_url: str, log: Path, port: int, api_key: str | None = None
+) -> Iterator[str]:
+    """`glamlab serve` (the same entry point, run as a module) on `port`; no key unless given."""
     env = _env(
         DATABASE_URL=database_url,
         GLAMLAB_AUTO_MIGRATE="true",
@@ -150,6 +152,8 @@ def api_process(model_dir: Path, database_url: str, log: Path, port: int) -> Ite
         GLAMLAB_EARLY_CHECKPOINT=str(model_dir / "early"),
     )
     env.pop("GLAMLAB_API_KEY", None)
+    if api_key is not None:
+        env["GLAMLAB_API_KEY"] = api_key
     command = [sys.executable, "-m", "backend.cli", "serve", "--port", str(port)]
     with _process([*command, "--log-level", "warning"], env, log) as process:
         url = f"http://127.0.0.1:{port}"
