@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run trace test lint bench
+.PHONY: install run trace test lint bench reliability
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: install lint
 
 trace: install
 	$(BIN)/glam trace --text "GLaM routes every token to two of its experts."
+
+# The reliability suite alone (also part of `make test`), then its figures into the doc.
+reliability: install
+	$(BIN)/python -m pytest tests/reliability
+	$(BIN)/python -m tests.reliability.report
 
 bench: install
 	$(BIN)/python bench/forward.py

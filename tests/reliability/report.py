@@ -26,15 +26,30 @@ def _value(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, list | tuple):
-        return ", ".join(_value(v) for v in value)
+        return ", ".join(_nested(v) for v in value)
     if isinstance(value, dict):
-        return "; ".join(f"{k}: {_value(v)}" for k, v in value.items())
+        return "; ".join(f"{k}: {_nested(v)}" for k, v in value.items())
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+# Sections in the order of the issue: fuzzing, load, faults, hostile input.
+ORDER = ("fuzz", "load", "fault", "hostile")
+
+
+def _section(test: str) -> int:
+    kind = test.split(":", 1)[0]
+    return ORDER.index(kind) if kind in ORDER else len(ORDER)
+
+
+def _nested(value: Any) -> str:
+    """A value inside a list or mapping: mappings in parentheses, so levels stay apart."""
+    text = _value(value)
+    return f"({text})" if isinstance(value, dict) else text
 
 
 def render(observations: list[dict[str, Any]]) -> str:
     lines = [START, ""]
-    for item in observations:
+    for item in sorted(observations, key=lambda item: _section(item["test"])):
         lines.append(f"### {item['test']}")
         lines.append("")
         lines.append(f"Tried: {item['tried']}")
