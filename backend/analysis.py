@@ -6,13 +6,15 @@ validated, run and stored the same way whoever asks.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from fastapi import HTTPException, status
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.batching import RouteRequest, freeze_ablation
@@ -22,11 +24,17 @@ from glam.model import ablation_mask
 from glam.tokenizer import Tokenizer
 from glam.trace import RoutingTrace
 from storage import ingest
+from storage import runs as run_store
 from storage.maintenance import route_rows
 
 COMMIT_IN_DOUBT = (
     "the database connection was lost while committing: the run may or may not have been "
-    "stored; look for it (GET /v1/runs) before retrying"
+    "stored; retry with the same Idempotency-Key header (it stores a run at most once), or "
+    "look for the run (GET /v1/runs) before retrying without one"
+)
+KEY_REUSED = (
+    "this Idempotency-Key was already used by a request with other texts, domains or "
+    "parameters; use a new key for a new request"
 )
 
 
@@ -145,8 +153,19 @@ def store_run(
     source: str = "request",
     extra_parameters: dict[str, Any] | None = None,
     pooled: bool | None = None,
+    request_key: str | None = None,
 ) -> tuple[int, list[int]]:
-    """Write one run, whole or not at all; returns (run id, document ids)."""
+    """Write one run, whole or not at all; returns (run id, document ids).
+
+    With a `request_key` (the client's Idempotency-Key) the run is stored at most once: a
+    request that repeats a stored one gets the stored run's ids back and writes nothing.
+    """
+    parameters = {**run_parameters(options, state), **(extra_parameters or {})}
+    labels = [domains] * len(texts) if isinstance(domains, str) else list(domains)
+    if request_key is not None:
+        stored = _stored_request(session, request_key, texts, labels, parameters)
+        if stored is not None:
+            return stored
     document_ids: list[int]
     committing = False
     try:
@@ -157,13 +176,22 @@ def store_run(
                 session,
                 model_name=state.model_name,
                 source=source,
-                parameters={**run_parameters(options, state), **(extra_parameters or {})},
+                parameters=parameters,
                 pooled=pooled,
+                request_key=request_key,
             )
             document_ids = ingest.add_documents(
                 session, run_id, trace=trace, texts=texts, domains=domains
             )
             committing = True  # what fails from here on is the COMMIT
+    except IntegrityError:
+        # A concurrent request with the same key stored its run first: answer with that one.
+        stored = None
+        if request_key is not None:
+            stored = _stored_request(session, request_key, texts, labels, parameters)
+        if stored is None:
+            raise
+        return stored
     except DBAPIError as error:
         # The connection broke after COMMIT was sent: the server may have committed (a
         # PostgreSQL stopped mid-commit does, tests/reliability/test_faults.py). The usual
@@ -174,6 +202,27 @@ def store_run(
     state.model_registered = True
     state.keeper.wrote(route_rows(trace))
     return run_id, document_ids
+
+
+def _stored_request(
+    session: Session,
+    request_key: str,
+    texts: Sequence[str],
+    domains: Sequence[str],
+    parameters: dict[str, Any],
+) -> tuple[int, list[int]] | None:
+    """(run id, document ids) of the run stored under `request_key`, if any; a 422 if that
+    request differed from this one (a key names one request, not a slot to overwrite)."""
+    with session.begin():
+        stored = run_store.stored_request(session, request_key)
+    if stored is None:
+        return None
+    hashes = tuple(hashlib.sha256(text.encode()).hexdigest() for text in texts)
+    # The parameters as the database holds them (JSON: tuples become lists).
+    same_parameters = stored.parameters == json.loads(json.dumps(parameters))
+    if stored.text_sha256 != hashes or stored.domains != tuple(domains) or not same_parameters:
+        raise bad_request(KEY_REUSED)
+    return stored.run_id, list(stored.document_ids)
 
 
 def documents_from_trace(

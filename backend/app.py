@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Content-Type", "X-API-Key"],
+        allow_headers=["Content-Type", "X-API-Key", "Idempotency-Key"],
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 

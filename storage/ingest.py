@@ -114,13 +114,15 @@ def create_run(
     parameters: Mapping[str, Any] | None = None,
     label: str | None = None,
     pooled: bool | None = None,
+    request_key: str | None = None,
 ) -> int:
     """An empty run of model `model_name`; returns its id.
 
     `parameters` records how the model was run: `ablation` (experts switched off),
     `capacity_factor` (an override of the model's own), `checkpoint` (another checkpoint
     than the model's). `pooled` (default: no intervention) says whether the run counts in
-    the model-wide statistics.
+    the model-wide statistics. `request_key` (unique) is the idempotency key of the request
+    that stores the run, if it had one.
     """
     model_id = session.scalar(select(Model.id).where(Model.name == model_name))
     if model_id is None:
@@ -134,6 +136,7 @@ def create_run(
         label=label,
         n_documents=0,
         n_tokens=0,
+        request_key=request_key,
     )
     session.add(run)
     session.flush()

@@ -218,6 +218,17 @@ class RunInfo:
 
 
 @_frozen
+class StoredRequest:
+    """What a request with an idempotency key stored: its run and documents, in order."""
+
+    run_id: int
+    parameters: dict[str, Any]
+    document_ids: tuple[int, ...]
+    text_sha256: tuple[str, ...]
+    domains: tuple[str, ...]
+
+
+@_frozen
 class DocumentInfo:
     id: int
     run_id: int

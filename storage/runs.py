@@ -14,6 +14,7 @@ from storage.results import (
     ModelInfo,
     RouteInfo,
     RunInfo,
+    StoredRequest,
     TokenInfo,
 )
 from storage.schema import Document, Model, Route, Run, Token, Vocab
@@ -177,3 +178,22 @@ def run_tokens(
         if tokens is not None:
             out.append(tokens)
     return out
+
+
+def stored_request(session: Session, request_key: str) -> StoredRequest | None:
+    """The run stored by the request with this idempotency key, if there is one."""
+    run = session.scalar(select(Run).where(Run.request_key == request_key))
+    if run is None:
+        return None
+    documents = session.execute(
+        select(Document.id, Document.text_sha256, Document.domain)
+        .where(Document.run_id == run.id)
+        .order_by(Document.ordinal)
+    ).all()
+    return StoredRequest(
+        run_id=run.id,
+        parameters=dict(run.parameters),
+        document_ids=tuple(d.id for d in documents),
+        text_sha256=tuple(d.text_sha256 for d in documents),
+        domains=tuple(d.domain for d in documents),
+    )

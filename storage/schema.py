@@ -117,6 +117,9 @@ class Run(Base):
     label: Mapped[str | None] = mapped_column(String(256))
     n_documents: Mapped[int] = mapped_column(Integer, default=0)
     n_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The client's Idempotency-Key of the request that stored the run: a retried request
+    # (e.g. after a commit whose answer was lost) finds its run instead of storing it twice.
+    request_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[dt.datetime] = _now()
 
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from backend import analysis
 from backend.deps import StateDep, WriteAccess
+from backend.params import IdempotencyKey
 from backend.schemas import (
     BAD_BODY,
     DATABASE_DOWN,
@@ -36,7 +37,9 @@ ERRORS = {
     response_model=AnalyzeResponse,
     summary="Run texts through the model and return (and store) their routing",
 )
-async def analyze(body: AnalyzeRequest, state: StateDep) -> JSONResponse:
+async def analyze(
+    body: AnalyzeRequest, state: StateDep, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
     options = analysis.route_request(
         state,
         checkpoint=body.checkpoint,
@@ -53,7 +56,7 @@ async def analyze(body: AnalyzeRequest, state: StateDep) -> JSONResponse:
             with state.writer() as session:
                 return analysis.store_run(
                     session, state, trace=trace, texts=body.texts, domains=body.domain,
-                    options=options,
+                    options=options, request_key=idempotency_key,
                 )  # fmt: skip
 
         run_id, document_ids = await asyncio.to_thread(write)

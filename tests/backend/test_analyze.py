@@ -187,3 +187,67 @@ def test_generate_runs_stay_out_of_the_model_wide_statistics(client):
     ).json()  # fmt: skip
     run = client.get(f"/v1/runs/{body['run_id']}").json()
     assert not run["pooled"] and "no capacity limit" in run["parameters"]["routing"]
+
+
+def _stored_runs(client) -> list[int]:
+    return [run["id"] for run in client.get("/v1/runs", params={"limit": 100}).json()["runs"]]
+
+
+def test_an_idempotency_key_stores_a_run_at_most_once(client):
+    body = {"texts": TEXTS[:2], "domain": "retry"}
+    key = {"Idempotency-Key": "req-7f3a"}
+    first = client.post("/v1/analyze", json=body, headers=key)
+    again = client.post("/v1/analyze", json=body, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.json()["run_id"] == first.json()["run_id"]
+    ids = [[d["document_id"] for d in r.json()["documents"]] for r in (first, again)]
+    assert ids[0] == ids[1] and None not in ids[0]
+    assert _stored_runs(client).count(first.json()["run_id"]) == 1
+    assert len(_stored_runs(client)) == 1
+    # Another key, or none, is another request: stored again.
+    other = client.post("/v1/analyze", json=body, headers={"Idempotency-Key": "req-8"})
+    plain = client.post("/v1/analyze", json=body)
+    assert len({first.json()["run_id"], other.json()["run_id"], plain.json()["run_id"]}) == 3
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"texts": [TEXTS[2]]}, {"domain": "elsewhere"}, {"capacity_factor": 0.5}],
+    ids=["texts", "domain", "parameters"],
+)
+def test_a_key_reused_for_another_request_is_422_and_stores_nothing(client, change):
+    body = {"texts": TEXTS[:1], "domain": "retry"}
+    key = {"Idempotency-Key": "once"}
+    assert client.post("/v1/analyze", json=body, headers=key).status_code == 200
+    reused = client.post("/v1/analyze", json={**body, **change}, headers=key)
+    assert reused.status_code == 422
+    assert "Idempotency-Key was already used" in reused.json()["detail"]
+    assert len(_stored_runs(client)) == 1
+
+
+def test_concurrent_requests_with_one_key_store_one_run(make_client):
+    client = make_client(batch_window_ms=50)
+    body = {"texts": TEXTS[:1], "domain": "race"}
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(
+            pool.map(
+                lambda _: client.post(
+                    "/v1/analyze", json=body, headers={"Idempotency-Key": "race-1"}
+                ),
+                range(6),
+            )
+        )
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["run_id"] for a in answers}) == 1
+    assert len(_stored_runs(client)) == 1
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 129, "naïve"])
+def test_a_malformed_idempotency_key_is_422(client, key):
+    answer = client.post(
+        "/v1/analyze",
+        json={"texts": TEXTS[:1]},
+        headers={"Idempotency-Key": key.encode("utf-8")},  # bytes: httpx sends them as they are
+    )
+    assert answer.status_code == 422
+    assert _stored_runs(client) == []

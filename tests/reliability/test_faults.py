@@ -585,29 +585,44 @@ def test_connection_lost_during_commit_is_reported_in_doubt_not_as_nothing_chang
 
     monkeypatch.setattr(SQLiteDialect_pysqlite, "do_commit", commit_then_lose_the_connection)
 
-    def write(client: TestClient, marker: str) -> httpx.Response:
+    def write(client: TestClient, marker: str, key: str | None = None) -> httpx.Response:
         body = {"texts": [f"{WRITE} {marker}"], "domain": "doubt", "store": True}
-        return client.post("/v1/analyze", json=body)
+        return client.post(
+            "/v1/analyze", json=body, headers={"Idempotency-Key": key} if key else {}
+        )
 
     with TestClient(create_app(settings)) as client:
         armed.set()
         lost = write(client, "lost-answer")
         after = write(client, "next-write")
+        # The same in doubt, with an idempotency key: the retry the 503 asks for stores nothing
+        # more and answers with the run that the lost commit stored.
+        armed.set()
+        keyed = write(client, "keyed", key="retry-me")
+        retried = write(client, "keyed", key="retry-me")
     stored = [row[0] for row in _sql(database_url, "SELECT text FROM documents ORDER BY id")]
+    keyed_runs = [
+        row[0] for row in _sql(database_url, "SELECT id FROM runs WHERE request_key = 'retry-me'")
+    ]
 
     observations.record(
         "fault: the connection lost after COMMIT was sent",
         "a stored analysis whose COMMIT succeeds but whose connection then breaks (made certain "
-        "by a wrapped commit; PostgreSQL stopped mid-commit does it by chance), then another",
+        "by a wrapped commit; PostgreSQL stopped mid-commit does it by chance), then another; "
+        "then the same with an Idempotency-Key, retried with that key",
         {
             "status / detail": [lost.status_code, lost.json().get("detail")],
             "that write stored": sum("lost-answer" in t for t in stored),
             "next write status": after.status_code,
+            "keyed write / its retry": [keyed.status_code, retried.status_code],
+            "keyed write stored": sum(t.endswith(" keyed") for t in stored),
             "documents stored": len(stored),
         },
     )
 
     assert lost.status_code == 503
     assert lost.json()["detail"] == COMMIT_IN_DOUBT, "claims more than it knows"
-    assert [t.rsplit(" ", 1)[1] for t in stored] == ["lost-answer", "next-write"]
     assert after.status_code == 200, after.text
+    assert keyed.status_code == 503 and retried.status_code == 200, retried.text
+    assert [t.rsplit(" ", 1)[1] for t in stored] == ["lost-answer", "next-write", "keyed"]
+    assert keyed_runs == [retried.json()["run_id"]]
