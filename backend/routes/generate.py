@@ -53,7 +53,9 @@ async def generate_text(body: GenerateRequest, state: StateDep) -> GenerateRespo
         seed=body.seed,
     )
     state.metrics.tokens_analysed.inc(out.trace.seq_len)
-    text = main.tokenizer.decode(out.trace.tokens[0].tolist())
+    # A sampled byte-fallback piece may decode to NUL, which PostgreSQL text cannot hold: the
+    # stored text shows it as U+FFFD (the tokens keep the ids; the response, the real text).
+    text = main.tokenizer.decode(out.trace.tokens[0].tolist()).replace("\x00", "\ufffd")
     run_id, document_ids = None, None
     if body.store:
 

@@ -72,6 +72,9 @@ def _parse_upload(data: bytes, name: str) -> list[dict[str, str]]:
             raise HTTPException(422, f"{where}: contains a NUL character")
         if not isinstance(domain, str) or not domain or len(domain) > 64:
             raise HTTPException(422, f"{where}: 'domain' must be a string of 1-64 characters")
+        # The rule of every other domain label (schemas.Domain): one a filter can name.
+        if any(ord(c) < 0x20 for c in domain):
+            raise HTTPException(422, f"{where}: 'domain' contains a control character")
         records.append({"text": text, "domain": domain})
     if not records:
         raise HTTPException(422, f"{name}: no records")

@@ -251,3 +251,17 @@ def test_a_malformed_idempotency_key_is_422(client, key):
     )
     assert answer.status_code == 422
     assert _stored_runs(client) == []
+
+
+def test_a_generated_nul_is_stored_as_a_replacement_character(client, monkeypatch):
+    # A sampled byte-fallback piece <0x00> decodes to NUL, which PostgreSQL text refuses.
+    from glam.tokenizer import Tokenizer
+
+    decode = Tokenizer.decode
+    monkeypatch.setattr(Tokenizer, "decode", lambda self, ids: decode(self, ids) + "\x00!")
+    body = client.post(
+        "/v1/generate", json={"prompt": "def add", "max_new_tokens": 2, "seed": 1, "store": True}
+    ).json()
+    stored = client.get(f"/v1/runs/{body['run_id']}/tokens").json()
+    text = stored[0]["document"]["text"]
+    assert text.endswith("\ufffd!") and "\x00" not in text

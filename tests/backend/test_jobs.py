@@ -56,6 +56,10 @@ def test_uploaded_jsonl_with_limit(client):
         (b'{"text": "a", "domain": "x"}\n\xff\xfe\n', "line 2: not valid UTF-8"),
         (b'{"text": "a\\u0000", "domain": "x"}\n{"text": "b\x00", "domain": "x"}\n', "NUL"),
         (b'{"text": "", "domain": "x"}\n', "line 1: 'text' must be"),
+        (
+            b'{"text": "a", "domain": "x"}\n{"text": "b", "domain": "x\\ny"}\n',
+            "line 2: 'domain' contains",
+        ),
         (b"\n\n", "no records"),
     ],
 )
