@@ -29,6 +29,23 @@ def test_readiness_fails_without_a_database(make_client, tmp_path):
     assert stored.status_code == 503 and "database unavailable" in stored.json()["detail"]
 
 
+def test_a_connection_lost_after_the_answer_does_not_abort_it(client, monkeypatch):
+    # PostgreSQL stopped between a read and the session's closing rollback: the answer stands
+    # (the rollback had nothing to undo). Raised, it aborted the response: a connection reset.
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    close = Session.close
+
+    def close_then_fail(self: Session) -> None:
+        close(self)
+        raise OperationalError("ROLLBACK", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(Session, "close", close_then_fail)
+    assert client.get("/v1/runs").status_code == 200
+    assert client.get("/v1/stats/load", params={"layer": 1}).status_code in (200, 404)
+
+
 def test_model_card(client):
     card = client.get("/v1/model").json()
     assert card["name"] == "test-glam" and card["num_experts"] == 4
