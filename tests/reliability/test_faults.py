@@ -563,16 +563,9 @@ def test_connection_lost_during_commit_is_reported_in_doubt_not_as_nothing_chang
     from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
     from backend.app import create_app
-    from backend.settings import Settings
 
     database_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
-    settings = Settings(
-        database_url=database_url,
-        auto_migrate=True,
-        checkpoint=model_dir / "final",
-        early_checkpoint=model_dir / "early",
-        analyze_builtin_on_start=False,
-    )
+    settings = stack.app_settings(model_dir, database_url, analyze_builtin_on_start=False)
     armed = threading.Event()
     commit = SQLiteDialect_pysqlite.do_commit
 

@@ -35,7 +35,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
 from backend.app import create_app
-from backend.settings import Settings
 from glam import checkpoint
 from tests.reliability import live, observations
 from tests.ui import stack
@@ -77,14 +76,8 @@ def model_dir(tmp_path_factory, small_config, tokenizer, corpus_path) -> Path:
 @contextlib.contextmanager
 def _service(model_dir: Path, database_url: str) -> Iterator[TestClient]:
     """The app with a key configured and a 1 MiB body limit; a 500 is a response, not raised."""
-    settings = Settings(
-        database_url=database_url,
-        auto_migrate=True,
-        checkpoint=model_dir / "final",
-        early_checkpoint=model_dir / "early",
-        analyze_builtin_on_start=False,
-        api_key=KEY,
-        max_body_bytes=LIMIT,
+    settings = stack.app_settings(
+        model_dir, database_url, analyze_builtin_on_start=False, api_key=KEY, max_body_bytes=LIMIT
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client

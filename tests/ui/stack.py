@@ -89,20 +89,27 @@ def seed(api_url: str) -> None:
     httpx.post(f"{api_url}/v1/analyze", json=body, timeout=120).raise_for_status()
 
 
+def app_settings(model_dir: Path, database_url: str, **overrides: object):
+    """The service's Settings for a model directory of `build_model_dir`'s layout."""
+    from backend.settings import Settings
+
+    return Settings(
+        database_url=database_url,
+        auto_migrate=True,
+        checkpoint=model_dir / "final",
+        early_checkpoint=model_dir / "early",
+        **overrides,
+    )
+
+
 @contextlib.contextmanager
 def api_in_thread(model_dir: Path, database_url: str) -> Iterator[str]:
     """The API served by uvicorn in a thread of this process; yields its base URL."""
     import uvicorn
 
     from backend.app import create_app
-    from backend.settings import Settings
 
-    settings = Settings(
-        database_url=database_url,
-        auto_migrate=True,
-        checkpoint=model_dir / "final",
-        early_checkpoint=model_dir / "early",
-    )
+    settings = app_settings(model_dir, database_url)
     port = free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
