@@ -163,7 +163,7 @@ def store_run(
     parameters = {**run_parameters(options, state), **(extra_parameters or {})}
     labels = [domains] * len(texts) if isinstance(domains, str) else list(domains)
     if request_key is not None:
-        stored = _stored_request(session, request_key, texts, labels, parameters)
+        stored = _stored_request(state, request_key, texts, labels, parameters)
         if stored is not None:
             return stored
     document_ids: list[int]
@@ -188,7 +188,7 @@ def store_run(
         # A concurrent request with the same key stored its run first: answer with that one.
         stored = None
         if request_key is not None:
-            stored = _stored_request(session, request_key, texts, labels, parameters)
+            stored = _stored_request(state, request_key, texts, labels, parameters)
         if stored is None:
             raise
         return stored
@@ -205,15 +205,19 @@ def store_run(
 
 
 def _stored_request(
-    session: Session,
+    state: AppState,
     request_key: str,
     texts: Sequence[str],
     domains: Sequence[str],
     parameters: dict[str, Any],
 ) -> tuple[int, list[int]] | None:
     """(run id, document ids) of the run stored under `request_key`, if any; a 422 if that
-    request differed from this one (a key names one request, not a slot to overwrite)."""
-    with session.begin():
+    request differed from this one (a key names one request, not a slot to overwrite).
+
+    Read on a reader session: on SQLite the writer's BEGIN IMMEDIATE would queue a look-up
+    behind every write. The unique index settles a race between two first attempts.
+    """
+    with state.sessions() as session:
         stored = run_store.stored_request(session, request_key)
     if stored is None:
         return None

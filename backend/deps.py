@@ -68,7 +68,10 @@ def _open(factory: sessionmaker[Session]) -> Iterator[Session]:
         try:
             session.close()
         except DBAPIError as error:
-            log.warning("closing a session whose connection is gone: %s", error)
+            if error.connection_invalidated:
+                log.warning("closing a session whose connection is gone: %s", error)
+            else:  # not a lost connection: worth a traceback, still not the client's problem
+                log.exception("closing a session failed")
 
 
 def get_session(state: StateDep) -> Iterator[Session]:

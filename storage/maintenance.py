@@ -3,7 +3,7 @@
 Every ingest adds to the `model_*` aggregate rows in place (INSERT ... ON CONFLICT DO
 UPDATE), so on PostgreSQL each run leaves a dead version of every row it touched, and the
 planner's statistics describe the tables as they were at the last ANALYZE. Autovacuum
-normally takes care of both, but it may be off (it is on the machines this project is
+normally takes care of both, but it may be off (it is, on the machines this project is
 tested on) or behind a burst of corpus jobs; then the vocabulary statistic read 4 heap pages
 per row, and with statistics of near-empty tables the planner picked nested loops over
 whole tables (seconds instead of milliseconds). So the writers call `StatisticsKeeper.wrote`
@@ -27,15 +27,18 @@ from storage.schema import Base
 
 log = logging.getLogger(__name__)
 
-# Tables updated in place by every ingest: VACUUM (ANALYZE) them.
-UPDATED_IN_PLACE = tuple(name for name in Base.metadata.tables if name.startswith("model_"))
+# Tables updated in place as runs are written (aggregate increments, a run's counts, a job's
+# progress): VACUUM (ANALYZE) them.
+UPDATED_IN_PLACE = (
+    "runs",
+    "jobs",
+    *(name for name in Base.metadata.tables if name.startswith("model_")),
+)
 # Tables only appended to (and deleted from with their run): ANALYZE is enough.
 APPENDED = (
-    "runs",
     "documents",
     "tokens",
     "routes",
-    "jobs",
     *(name for name in Base.metadata.tables if name.startswith("run_")),
 )
 

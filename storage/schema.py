@@ -104,6 +104,7 @@ class Run(Base):
     __table_args__ = (
         CheckConstraint(_in("source", get_args(RunSource)), name="source"),
         Index("ix_runs_model_id_created_at", "model_id", "created_at"),
+        Index("ix_runs_request_key", "request_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -119,7 +120,7 @@ class Run(Base):
     n_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     # The client's Idempotency-Key of the request that stored the run: a retried request
     # (e.g. after a commit whose answer was lost) finds its run instead of storing it twice.
-    request_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    request_key: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = _now()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 
 import numpy as np
 import pytest
@@ -225,20 +226,37 @@ def test_a_key_reused_for_another_request_is_422_and_stores_nothing(client, chan
     assert len(_stored_runs(client)) == 1
 
 
-def test_concurrent_requests_with_one_key_store_one_run(make_client):
+def test_concurrent_first_attempts_with_one_key_store_one_run(make_client, monkeypatch):
+    # Both requests look the key up before either writes (held at a barrier), so both try to
+    # store the run: the unique index refuses the second, which answers with the first's run.
+    from storage import runs as run_store
+
     client = make_client(batch_window_ms=50)
+    lookup = run_store.stored_request
+    barrier, calls = threading.Barrier(2, timeout=30), []
+
+    def held_lookup(session, key):
+        found = lookup(session, key)
+        calls.append(found is not None)
+        if len(calls) <= 2:
+            barrier.wait()
+        return found
+
+    monkeypatch.setattr(run_store, "stored_request", held_lookup)
     body = {"texts": TEXTS[:1], "domain": "race"}
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
         answers = list(
             pool.map(
                 lambda _: client.post(
                     "/v1/analyze", json=body, headers={"Idempotency-Key": "race-1"}
                 ),
-                range(6),
+                range(2),
             )
         )
-    assert {a.status_code for a in answers} == {200}
+    assert [a.status_code for a in answers] == [200, 200]
     assert len({a.json()["run_id"] for a in answers}) == 1
+    # Two first look-ups found nothing; the loser's look-up after the refused insert found it.
+    assert calls == [False, False, True]
     assert len(_stored_runs(client)) == 1
 
 

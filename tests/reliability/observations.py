@@ -1,8 +1,9 @@
 """What each reliability test tried and what it observed, for docs/RELIABILITY.md.
 
 Every test in this package calls `record(...)` with the figures it measured (counts,
-latencies, rows before and after). The records go to one JSON-lines file per pytest run;
-`python -m tests.reliability.report` renders them into the figures section of
+latencies, rows before and after). The records go to one JSON-lines file, where each test's
+latest record replaces its earlier one, so a partial run updates what it ran and keeps the
+rest; `python -m tests.reliability.report` renders them into the figures section of
 docs/RELIABILITY.md, so the document always shows what the suite itself measured.
 """
 
@@ -20,21 +21,22 @@ OBSERVATIONS = Path(
 )
 
 
-def reset() -> None:
-    """Start a fresh observations file (called once per pytest session)."""
-    OBSERVATIONS.parent.mkdir(parents=True, exist_ok=True)
-    OBSERVATIONS.write_text("")
-
-
 def record(test: str, tried: str, observed: dict[str, Any]) -> None:
-    """Append one observation: `test` names it, `tried` says what was done, in a sentence."""
+    """Record one observation: `test` names it (replacing its last record), `tried` says what
+    was done, in a sentence. The file is rewritten whole (a rename), never left half-written."""
     OBSERVATIONS.parent.mkdir(parents=True, exist_ok=True)
-    line = {"test": test, "tried": tried, "observed": observed, "at": time.time()}
-    with OBSERVATIONS.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+    kept = [item for item in load() if item["test"] != test]
+    kept.append({"test": test, "tried": tried, "observed": observed, "at": time.time()})
+    partial = OBSERVATIONS.with_suffix(".partial")
+    partial.write_text(
+        "".join(json.dumps(i, ensure_ascii=False, default=str) + "\n" for i in kept),
+        encoding="utf-8",
+    )
+    partial.replace(OBSERVATIONS)
 
 
-def load(path: Path = OBSERVATIONS) -> list[dict[str, Any]]:
+def load(path: Path | None = None) -> list[dict[str, Any]]:
+    path = path or OBSERVATIONS
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

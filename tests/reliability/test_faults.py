@@ -441,10 +441,12 @@ def test_sqlite_concurrent_writers_wait_for_the_lock_and_a_long_lock_gives_503(
     upload = "\n".join(json.dumps(r, ensure_ascii=False) for r in _corpus(JOB_RECORDS)).encode()
 
     with stack.api_in_thread(model_dir, database_url) as url:
-        with db.make_engine(database_url).begin() as connection:  # the foreign writer's table
+        probe_engine = db.make_engine(database_url)
+        with probe_engine.begin() as connection:  # the foreign writer's table
             connection.exec_driver_sql(
                 "CREATE TABLE reliability_probe (id INTEGER PRIMARY KEY, note TEXT)"
             )
+        probe_engine.dispose()
         live.warm_up(url, f"{WRITE} lock-c0-s00000")
         load = LockedWriters(url)
         job_id = httpx.post(
@@ -552,7 +554,7 @@ def test_sqlite_concurrent_writers_wait_for_the_lock_and_a_long_lock_gives_503(
 
 
 def test_connection_lost_during_commit_is_reported_in_doubt_not_as_nothing_changed(
-    model_dir, tmp_path, monkeypatch
+    model_dir, tmp_path, monkeypatch, request
 ):
     """What `pg_ctl stop` now and then does to a write (seen in the outage test), made certain:
     the COMMIT reaches the database, its answer does not. The API must not answer "the request
@@ -560,23 +562,35 @@ def test_connection_lost_during_commit_is_reported_in_doubt_not_as_nothing_chang
     import sqlite3
 
     from fastapi.testclient import TestClient
+    from sqlalchemy import event
     from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+    from sqlalchemy.orm import Session
 
     from backend.app import create_app
+    from storage.schema import Run
 
     database_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
     settings = stack.app_settings(model_dir, database_url, analyze_builtin_on_start=False)
-    armed = threading.Event()
+    armed = threading.Event()  # the next commit that stores a run loses its answer
+    run_flushed = threading.Event()  # the transaction being committed inserted a run
     commit = SQLiteDialect_pysqlite.do_commit
 
+    def note_runs(session: Session, _context: object) -> None:
+        if any(isinstance(item, Run) for item in session.new):
+            run_flushed.set()
+
     def commit_then_lose_the_connection(dialect, dbapi_connection) -> None:
+        stores_a_run = run_flushed.is_set()
+        run_flushed.clear()
         commit(dialect, dbapi_connection)
-        if armed.is_set():
+        if armed.is_set() and stores_a_run:
             armed.clear()
             # What the sqlite3 module raises on a closed connection: a disconnect to SQLAlchemy.
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
 
     monkeypatch.setattr(SQLiteDialect_pysqlite, "do_commit", commit_then_lose_the_connection)
+    event.listen(Session, "after_flush", note_runs)
+    request.addfinalizer(lambda: event.remove(Session, "after_flush", note_runs))
 
     def write(client: TestClient, marker: str, key: str | None = None) -> httpx.Response:
         body = {"texts": [f"{WRITE} {marker}"], "domain": "doubt", "store": True}
@@ -616,6 +630,7 @@ def test_connection_lost_during_commit_is_reported_in_doubt_not_as_nothing_chang
     assert lost.status_code == 503
     assert lost.json()["detail"] == COMMIT_IN_DOUBT, "claims more than it knows"
     assert after.status_code == 200, after.text
-    assert keyed.status_code == 503 and retried.status_code == 200, retried.text
+    assert keyed.status_code == 503 and keyed.json()["detail"] == COMMIT_IN_DOUBT
+    assert retried.status_code == 200, retried.text
     assert [t.rsplit(" ", 1)[1] for t in stored] == ["lost-answer", "next-write", "keyed"]
     assert keyed_runs == [retried.json()["run_id"]]

@@ -33,3 +33,14 @@ def test_no_observations_is_an_error_and_the_document_is_untouched(tmp_path, cap
     assert report.main(["--observations", str(missing), "--document", str(document)]) == 1
     assert "run the suite first" in capsys.readouterr().err
     assert document.read_text() == "unchanged\n"
+
+
+def test_a_test_recorded_again_replaces_its_entry_and_keeps_the_others(tmp_path, monkeypatch):
+    from tests.reliability import observations
+
+    monkeypatch.setattr(observations, "OBSERVATIONS", tmp_path / "obs.jsonl")
+    observations.record("load: a", "first", {"n": 1})
+    observations.record("fault: b", "once", {"n": 2})
+    observations.record("load: a", "second", {"n": 3})
+    items = observations.load(tmp_path / "obs.jsonl")
+    assert [(i["test"], i["tried"]) for i in items] == [("fault: b", "once"), ("load: a", "second")]

@@ -3,6 +3,9 @@ PostgreSQL a pass vacuums and analyses the tables ingest rewrites and analyses t
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -50,3 +53,35 @@ def test_keeper_refreshes_on_schedule(make_store, backend):
         assert counts[table] == (expected, expected), table
     for table in APPENDED:
         assert counts[table] == (0, expected), table
+
+
+def test_in_the_background_one_pass_runs_at_a_time(monkeypatch):
+    # The service's mode: the pass runs on a thread, and rows reported while it runs do not
+    # start another (they count towards the next one).
+    from storage import maintenance
+
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow_refresh(engine) -> float:
+        calls.append(threading.current_thread().name)
+        entered.set()
+        assert release.wait(10)
+        return 0.0
+
+    monkeypatch.setattr(maintenance, "refresh_statistics", slow_refresh)
+    monkeypatch.setattr(StatisticsKeeper, "active", property(lambda self: True))
+    keeper = StatisticsKeeper(object(), every_rows=100, first_rows=10, background=True)
+    keeper.wrote(10)  # due: a pass starts on its own thread, and blocks
+    assert entered.wait(10)
+    keeper.wrote(500)  # past the next threshold, but a pass is running
+    release.set()
+    deadline = time.monotonic() + 10
+    while keeper.passes < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls == ["statistics-keeper"] and keeper.passes == 1
+    keeper.wrote(1)  # the rows reported during the pass made the next one due
+    deadline = time.monotonic() + 10
+    while keeper.passes < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(calls) == 2 and keeper.passes == 2

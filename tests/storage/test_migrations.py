@@ -44,3 +44,34 @@ def test_downgrade_to_base_and_upgrade_again(make_store) -> None:
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     db.upgrade(engine)
     assert _diffs(engine) == []
+
+
+def test_upgrading_a_database_that_holds_data_keeps_every_row(make_store, backend) -> None:
+    # A store at revision 0001 with a model, a run, a document, a token and a route (raw SQL:
+    # the ORM speaks the head schema). Every later migration must keep them, on SQLite too,
+    # where batch mode copies tables that other tables reference.
+    engine = make_store()
+    command.downgrade(db.alembic_config(engine), "0001")
+    rows = {
+        "models": "INSERT INTO models (id, name, config, num_experts, vocab_size) "
+        "VALUES (1, 'm', '{}', 4, 10)",
+        "runs": "INSERT INTO runs (id, model_id, source, parameters, pooled, n_documents, "
+        "n_tokens) VALUES (1, 1, 'request', '{}', true, 1, 1)",
+        "documents": "INSERT INTO documents (id, run_id, ordinal, domain, text, text_sha256, "
+        "n_tokens) VALUES (1, 1, 0, 'web', 'x', 'h', 1)",
+        "tokens": "INSERT INTO tokens (document_id, position, token_id, predicted) "
+        "VALUES (1, 0, 3, 4)",
+        "routes": "INSERT INTO routes (document_id, position, layer, e1, e2, g1, g2, p1, p2, "
+        "kept1, kept2, entropy) VALUES (1, 0, 1, 0, 1, 0.5, 0.5, 0.5, 0.5, true, true, 1.0)",
+        "jobs": "INSERT INTO jobs (id, model_id, run_id, status, done, total, params) "
+        "VALUES (1, 1, 1, 'done', 1, 1, '{}')",
+    }
+    with engine.begin() as connection:
+        for statement in rows.values():
+            connection.exec_driver_sql(statement)
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        for table in rows:
+            assert connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 1, table
+        assert connection.exec_driver_sql("SELECT run_id FROM jobs").scalar() == 1
+    assert _diffs(engine) == []

@@ -1,4 +1,4 @@
-"""runs.request_key: the Idempotency-Key of the request that stored a run (unique)
+"""runs.request_key: the Idempotency-Key of the request that stored a run (unique index)
 
 Revision ID: 0003
 Revises: 0002
@@ -18,13 +18,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# A column and a unique index, both added in place on SQLite too: a unique *constraint* would
+# make batch mode copy `runs`, and dropping the old copy deletes its rows' documents by cascade.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("runs") as batch:
-        batch.add_column(sa.Column("request_key", sa.String(length=128), nullable=True))
-        batch.create_unique_constraint(op.f("uq_runs_request_key"), ["request_key"])
+    op.add_column("runs", sa.Column("request_key", sa.String(length=128), nullable=True))
+    op.create_index(op.f("ix_runs_request_key"), "runs", ["request_key"], unique=True)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_runs_request_key"), table_name="runs")
     with op.batch_alter_table("runs") as batch:
-        batch.drop_constraint(op.f("uq_runs_request_key"), type_="unique")
         batch.drop_column("request_key")
