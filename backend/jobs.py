@@ -9,9 +9,11 @@ the job resumes at `done` with nothing lost and nothing written twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from backend.batching import RouteRequest, run_batch
 from backend.deps import AppState
 from glam.corpus import Record, read_corpus
+from glam.trace import RoutingTrace
 from storage import ingest
 from storage import jobs as job_store
 from storage.maintenance import route_rows
@@ -56,6 +59,17 @@ def job_records(state: AppState, params: dict[str, Any]) -> list[dict[str, str]]
 def windows(ids: Sequence[int], size: int) -> list[list[int]]:
     """A document longer than the model's limit is analysed as consecutive windows."""
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)] or [[]]
+
+
+@dataclasses.dataclass
+class _Analysed:
+    """A chunk through the model: traces of at most `step` windows each, with the offset of
+    their first window, and every window's text and domain."""
+
+    traces: list[tuple[RoutingTrace, int]]
+    texts: list[str]
+    domains: list[str]
+    step: int
 
 
 class JobRunner:
@@ -117,6 +131,43 @@ class JobRunner:
             job = job_store.get_job(session, job_id)
             return job is None or job.status == "cancelled"
 
+    def _analyse(self, batch: Sequence[Record]) -> _Analysed:
+        """The chunk's documents through the model (each cut into windows of max_tokens)."""
+        state = self.state
+        tokenizer = state.registry.main.tokenizer
+        ids = tokenizer.encode_batch([r["text"] for r in batch])
+        sequences, texts, domains = [], [], []
+        for record, seq in zip(batch, ids, strict=True):
+            for window in windows(seq, state.max_tokens):
+                if window:
+                    sequences.append(window)
+                    texts.append(tokenizer.decode(window))
+                    domains.append(record["domain"])
+        # Forward passes of at most max_batch_size windows: one long document can make
+        # thousands of windows, which must not become one giant batch.
+        step = state.settings.max_batch_size
+        model = state.registry.model("final")
+        traces = [
+            (run_batch(model, sequences[i : i + step], RouteRequest()), i)
+            for i in range(0, len(sequences), step)
+        ]
+        state.metrics.tokens_analysed.inc(sum(len(s) for s in sequences))
+        return _Analysed(traces, texts, domains, step)
+
+    def _commit(self, job_id: int, run_id: int, analysed: _Analysed, done: int) -> None:
+        """The chunk's documents and the progress counter, in ONE transaction: a crash before
+        this commit redoes the chunk, after it never repeats it."""
+        state, step = self.state, analysed.step
+        with state.writer.begin() as session:
+            for trace, i in analysed.traces:
+                ingest.add_documents(
+                    session, run_id, trace=trace, texts=analysed.texts[i : i + step],
+                    domains=analysed.domains[i : i + step],
+                )  # fmt: skip
+            job_store.update_job(session, job_id, done=done)
+        state.metrics.job_done.labels(str(job_id)).set(done)
+        state.keeper.wrote(sum(route_rows(trace) for trace, _ in analysed.traces))
+
     def _run(self, job_id: int) -> None:
         state = self.state
         with state.writer.begin() as session:
@@ -142,41 +193,24 @@ class JobRunner:
             done = job_store.update_job(session, job_id, status="running", run_id=run_id).done
         state.model_registered = True
         state.metrics.job_total.labels(str(job_id)).set(len(records))
-        model = state.registry.model("final")
-        tokenizer = state.registry.main.tokenizer
         chunk = state.settings.job_chunk_documents
-        while done < len(records):
-            if self._stop.is_set() or self._is_cancelled(job_id):
-                return
-            batch = records[done : done + chunk]
-            ids = tokenizer.encode_batch([r["text"] for r in batch])
-            sequences, texts, domains = [], [], []
-            for record, seq in zip(batch, ids, strict=True):
-                for window in windows(seq, state.max_tokens):
-                    if window:
-                        sequences.append(window)
-                        texts.append(tokenizer.decode(window))
-                        domains.append(record["domain"])
-            # Forward passes of at most max_batch_size windows: one long document can make
-            # thousands of windows, which must not become one giant batch.
-            step = state.settings.max_batch_size
-            slices = [
-                (run_batch(model, sequences[i : i + step], RouteRequest()), i)
-                for i in range(0, len(sequences), step)
-            ]
-            state.metrics.tokens_analysed.inc(sum(len(s) for s in sequences))
-            # The chunk's documents and the progress counter commit together: a crash
-            # before this commit redoes the chunk, after it never repeats it.
-            with state.writer.begin() as session:
-                for trace, i in slices:
-                    ingest.add_documents(
-                        session, run_id, trace=trace, texts=texts[i : i + step],
-                        domains=domains[i : i + step],
-                    )  # fmt: skip
+        # Chunk n is committed on a writer thread while chunk n+1 runs through the model: the
+        # database's time hides behind the model's. Commits stay in order, one at a time.
+        with ThreadPoolExecutor(1, thread_name_prefix="glamlab-job-writer") as writer:
+            committing: Future[None] | None = None
+            while done < len(records):
+                if self._stop.is_set() or self._is_cancelled(job_id):
+                    break
+                batch = records[done : done + chunk]
+                analysed = self._analyse(batch)
+                if committing is not None:
+                    committing.result()  # a failed commit stops the job here, as it did inline
                 done += len(batch)
-                job_store.update_job(session, job_id, done=done)
-            state.metrics.job_done.labels(str(job_id)).set(done)
-            state.keeper.wrote(sum(route_rows(trace) for trace, _ in slices))
+                committing = writer.submit(self._commit, job_id, run_id, analysed, done)
+            if committing is not None:
+                committing.result()
+        if self._stop.is_set() or done < len(records):
+            return  # stopped or cancelled: a restart resumes at the last committed chunk
         with state.writer.begin() as session:
             if job_store.get_job(session, job_id).status != "cancelled":
                 job_store.update_job(session, job_id, status="done")
