@@ -39,3 +39,4 @@ reliability: install
 bench: install
 	$(BIN)/python bench/forward.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python -m bench.jobs
