@@ -156,3 +156,40 @@ def test_uploads_with_lone_surrogates_are_refused(client):
         "/v1/jobs", data={"corpus": "upload"}, files={"file": ("c.jsonl", content)}
     )
     assert response.status_code == 422 and "line 2: not valid Unicode" in response.text
+
+
+def test_a_chunk_commits_while_the_next_one_runs_through_the_model(make_client, monkeypatch):
+    # Each commit waits until the model has started on the following chunk: were the two
+    # sequential, the first commit would wait for nothing and the job would time out.
+    import threading
+
+    client = make_client(job_chunk_documents=2)
+    started_chunks, overlapped = threading.Semaphore(0), []
+    analyse, commit = job_logic.JobRunner._analyse, job_logic.JobRunner._commit
+
+    def noting_analyse(self, batch):
+        started_chunks.release()  # one more chunk has entered the model
+        return analyse(self, batch)
+
+    def waiting_commit(self, job_id, run_id, analysed, done):
+        # Chunk k (done = 2k) was the k-th to enter the model; unless it is the last, the
+        # (k+1)-th must enter while this commit waits.
+        chunk = done // 2
+        if chunk == 1:
+            assert started_chunks.acquire(timeout=30)  # the first chunk's own entry
+        if done < 6:
+            overlapped.append(started_chunks.acquire(timeout=30))
+        return commit(self, job_id, run_id, analysed, done)
+
+    monkeypatch.setattr(job_logic.JobRunner, "_analyse", noting_analyse)
+    monkeypatch.setattr(job_logic.JobRunner, "_commit", waiting_commit)
+    records = "".join(json.dumps({"text": f"text {i}", "domain": "d"}) + "\n" for i in range(6))
+    started = client.post(
+        "/v1/jobs", data={"corpus": "upload"}, files={"file": ("c.jsonl", records.encode())}
+    )
+    job = _wait(client, started.json()["job_id"])
+    assert job["status"] == "done" and job["done"] == 6
+    assert overlapped == [True, True]
+    assert sorted(d["text"] for d in _documents(client, job["run_id"])) == sorted(
+        f"text {i}" for i in range(6)
+    )
