@@ -169,8 +169,8 @@ class Job(Base):
 # BULK_ROWS_NOTE: tokens, routes and the run_* aggregates carry their document or run id
 # without a FOREIGN KEY constraint. They are written only by `storage.ingest`, in the
 # transaction that creates their document or run, and deleted only by `delete_run`, which
-# removes them explicitly; a constraint would re-check every row of every COPY, and did:
-# 60% of the PostgreSQL ingest time of routes and tokens.
+# removes them explicitly; a constraint re-checked every row of every COPY: three quarters
+# of the PostgreSQL COPY time of routes and tokens.
 
 
 class Token(Base):

@@ -1,8 +1,8 @@
 """bulk rows without foreign keys: tokens, routes and the run_* aggregates
 
 Their ids are written only by ingest and removed only by delete_run (see BULK_ROWS_NOTE in
-storage.schema); the constraints re-checked every copied row, most of PostgreSQL's ingest
-time. SQLite cannot drop a constraint in place: batch mode copies each table (WITHOUT ROWID
+storage.schema); the constraints re-checked every copied row, most of their COPY time on
+PostgreSQL. SQLite cannot drop a constraint in place: batch mode copies each table (WITHOUT ROWID
 kept).
 
 Revision ID: 0002
