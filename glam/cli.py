@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from glam.config import PRESETS, PUBLISHED_PARAMS, GlamConfig
+from glam.gather.manifest import DEFAULT_MANIFEST
 
 
 class CliError(Exception):
@@ -88,6 +89,29 @@ def _load(path: str | None):
 
 
 def cmd_corpus_build(args: argparse.Namespace) -> None:
+    from glam.gather.build import build
+    from glam.gather.extractors import EXTRACTORS
+    from glam.gather.manifest import ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest(args.manifest, set(EXTRACTORS))
+        if args.only:
+            manifest = manifest.only({n.strip() for n in args.only.split(",") if n.strip()})
+    except ManifestError as error:
+        raise CliError(str(error)) from None
+    summary = build(
+        Path(args.out), manifest=manifest, manifest_path=Path(args.manifest),
+        cache=Path(args.cache), refresh=args.refresh, progress=not args.quiet,
+    )  # fmt: skip
+    totals = summary["totals"]
+    print(f"wrote {args.out}: {totals['docs']} records, {totals['chars']:,} characters"
+          f" ({totals['bytes'] / 1e6:.1f} MB), {totals['domains']} domains,"
+          f" {totals['langs']} languages")  # fmt: skip
+    for name in summary["failed_sources"]:
+        print(f"missing: source {name} could not be fetched (see manifest.json)")
+
+
+def cmd_corpus_builtin(args: argparse.Namespace) -> None:
     from glam.corpus import build_corpus
 
     stats = build_corpus(Path(args.out), max_chars_per_domain=args.max_chars, seed=args.seed)
@@ -98,13 +122,58 @@ def cmd_corpus_build(args: argparse.Namespace) -> None:
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
     from glam.tokenizer import train_tokenizer
+    from glam.tokenizer_report import sample_by_domain
 
-    records = _records(args.corpus)
+    records = _records(args.corpus, "train")
+    if args.sample_chars_per_domain:
+        records = sample_by_domain(records, args.sample_chars_per_domain)
     try:
         path = train_tokenizer(records, Path(args.out), vocab_size=args.vocab_size)
     except ValueError as error:
         raise CliError(str(error)) from None
     print(f"wrote {path}")
+
+
+def cmd_tokenizer_measure(args: argparse.Namespace) -> None:
+    from glam.tokenizer import Tokenizer
+    from glam.tokenizer_report import measure
+
+    try:
+        tokenizer = Tokenizer.load(args.tokenizer)
+    except FileNotFoundError as error:
+        raise CliError(str(error)) from None
+    records = _records(args.corpus, args.split)
+    report = {key: measure(tokenizer, records, key) for key in ("domain", "lang")}
+    result = {
+        "vocab_size": tokenizer.vocab_size,
+        "corpus": args.corpus,
+        "split": args.split,
+        **{
+            f"by_{key}": {k: fit.to_dict() for k, fit in fits.items()}
+            for key, fits in report.items()
+        },
+    }
+    if args.manifest:
+        path = Path(args.manifest)
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise CliError(f"cannot read the corpus manifest {path}: {error}") from None
+        manifest.setdefault("tokenizer", {})[
+            f"vocab_{tokenizer.vocab_size}_{args.split or 'all'}"
+        ] = result
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    print(f"vocabulary {tokenizer.vocab_size}, {args.corpus} ({args.split or 'all'} records)")
+    for key, fits in report.items():
+        print(f"{key:24s} {'chars':>12s} {'tokens':>11s} {'chars/tok':>9s} {'bytes':>8s}")
+        for name, fit in fits.items():
+            print(f"{name:24s} {fit.chars:12,d} {fit.tokens:11,d} {fit.chars_per_token:9.2f}"
+                  f" {fit.byte_share:8.3%}")  # fmt: skip
 
 
 def _save_at(text: str) -> tuple[int, ...]:
@@ -261,12 +330,24 @@ def build_parser() -> argparse.ArgumentParser:
     corpus = sub.add_parser("corpus", help="the training corpus").add_subparsers(
         dest="action", required=True
     )
-    p = corpus.add_parser("build", help="build the offline multi-domain corpus (JSONL)")
+    p = corpus.add_parser(
+        "build", help="fetch the manifest's packages and build the corpus into a folder"
+    )
+    p.add_argument("--out", required=True, help="folder: corpus.jsonl, validation, manifest")
+    p.add_argument("--manifest", default=str(DEFAULT_MANIFEST), help="sources (TOML)")
+    p.add_argument("--cache", default=str(Path.home() / ".cache" / "glam-corpus"),
+                   help="downloaded and unpacked packages, reused by the next build")  # fmt: skip
+    p.add_argument("--only", default="", help="comma-separated source names (a partial build)")
+    p.add_argument("--refresh", action="store_true", help="download every package anew")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_corpus_build)
+
+    p = corpus.add_parser("builtin", help="glam-tiny's small corpus from this Python (JSONL)")
     p.add_argument("--out", required=True)
     p.add_argument("--max-chars", type=int, default=400_000, help="cap per domain")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_corpus_build)
+    p.set_defaults(func=cmd_corpus_builtin)
 
     tok = sub.add_parser("tokenizer", help="the SentencePiece tokenizer").add_subparsers(
         dest="action", required=True
@@ -275,7 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--sample-chars-per-domain", type=int, default=0,
+                   help="at most this many characters of each domain (0: all)")  # fmt: skip
     p.set_defaults(func=cmd_tokenizer_train)
+
+    p = tok.add_parser("measure", help="characters per token and byte-fallback share")
+    p.add_argument("--tokenizer", required=True, help="tokenizer.model or its directory")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--split", default=None, choices=["train", "validation"])
+    p.add_argument("--manifest", default=None, help="a corpus manifest.json to record it in")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tokenizer_measure)
 
     p = sub.add_parser("train", help="train a model")
     p.add_argument("--preset", required=True)

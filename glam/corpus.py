@@ -82,9 +82,14 @@ class Record:
     domain: str
     source: str  # where the text came from, e.g. "stdlib:json/decoder.py"
     split: str  # TRAIN or VALIDATION
+    lang: str = ""  # a BCP 47 tag, where known
+    license: str = ""  # of the source, where known
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+        # Unknown language and licence are left out, so older corpora keep their bytes.
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if v or k not in ("lang", "license")}  # fmt: skip
+        return json.dumps(fields, ensure_ascii=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +150,7 @@ def summarize(records: Iterable[Record], sha256: str = "") -> CorpusStats:
 # --- splits -------------------------------------------------------------------------------
 
 
-def _unit_hash(text: str, salt: str = "") -> float:
+def unit_hash(text: str, salt: str = "") -> float:
     """A stable number in [0, 1) from the text alone (unlike `hash`, which is salted per run)."""
     digest = hashlib.sha256(f"{salt}\0{text}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -157,7 +162,7 @@ def assign_splits(texts: list[str], val_fraction: float) -> list[str]:
     A domain of two or more documents always gets at least one of each, so every domain
     has a validation loss; the document moved is the one whose hash is nearest the line.
     """
-    keys = [_unit_hash(t, "split") for t in texts]
+    keys = [unit_hash(t, "split") for t in texts]
     splits = [VALIDATION if k < val_fraction else TRAIN for k in keys]
     if len(texts) >= 2 and VALIDATION not in splits:
         splits[min(range(len(keys)), key=keys.__getitem__)] = VALIDATION
@@ -220,9 +225,9 @@ def _record_from_json(obj: object, where: str, default_source: str) -> Record:
     if not isinstance(obj, dict):
         raise CorpusError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     fields: dict[str, str] = {}
-    for name in ("text", "domain", "source", "split"):
+    for name in ("text", "domain", "source", "split", "lang", "license"):
         value = obj.get(name)
-        if value is None and name in ("source", "split"):
+        if value is None and name in ("source", "split", "lang", "license"):
             continue
         if value is None:
             raise CorpusError(f"{where}: missing field {name!r}")
@@ -236,7 +241,8 @@ def _record_from_json(obj: object, where: str, default_source: str) -> Record:
     split = fields.get("split", "")
     if split and split not in SPLITS:
         raise CorpusError(f"{where}: field 'split' is {split!r}; expected one of {SPLITS}")
-    return Record(fields["text"], fields["domain"], fields.get("source", default_source), split)
+    return Record(fields["text"], fields["domain"], fields.get("source", default_source), split,
+                  fields.get("lang", ""), fields.get("license", ""))  # fmt: skip
 
 
 # --- building -----------------------------------------------------------------------------
@@ -300,7 +306,7 @@ def _choose(candidates: list[tuple[str, str]], max_chars: int, seed: int) -> lis
     source_cap = max(_MAX_SOURCE_SHARE * max_chars, MAX_DOC_CHARS)  # one document at least
     per_source: collections.Counter[str] = collections.Counter()
     chosen, total = [], 0
-    for text in sorted(unique, key=lambda t: _unit_hash(t, f"choose{seed}")):
+    for text in sorted(unique, key=lambda t: unit_hash(t, f"choose{seed}")):
         source = unique[text]
         if over_cap and per_source[source] + len(text) > source_cap:
             continue
@@ -427,6 +433,12 @@ _CODE_SPLITTERS: list[Splitter] = [
     _split_before(r"^(?:#.*\n)*(?:@.*\n)*(?:async def |def |class )"),
     *_PROSE_SPLITTERS,
 ]
+
+
+def chunk(text: str, max_chars: int = MAX_DOC_CHARS, *, python: bool = False) -> list[str]:
+    """`text` cut into consecutive pieces of at most `max_chars`: at paragraphs, then lines
+    (Python source first at top-level definitions)."""
+    return _chunk(text, _CODE_SPLITTERS if python else _PROSE_SPLITTERS, max_chars)
 
 
 def _chunk(text: str, splitters: list[Splitter], max_chars: int = MAX_DOC_CHARS) -> list[str]:
