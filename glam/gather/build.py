@@ -20,56 +20,23 @@ give the same bytes.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import gzip
 import hashlib
 import json
-import os
-import re
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import langcodes
 from tqdm import tqdm
 
 from glam.corpus import TRAIN, VALIDATION, Record, chunk, unit_hash
 from glam.gather.dedup import ExactFilter, NearDuplicateFilter, ParagraphFilter
-from glam.gather.extractors import EXTRACTORS, PARALLEL
+from glam.gather.documents import MIN_DOC_CHARS, Document, SourceReport, source_documents
+from glam.gather.extractors import EXTRACTORS
 from glam.gather.fetch import FetchError, Package, fetch
-from glam.gather.files import SourceFile, matching_files
-from glam.gather.manifest import DEFAULT_MANIFEST, Manifest, Source, load_manifest
-from glam.gather.pieces import ExtractError
-
-MIN_DOC_CHARS = 32
-_MAX_SOURCE_DOC = 100_000
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-@dataclasses.dataclass
-class Document:
-    text: str
-    domain: str
-    lang: str
-    source: str
-    license: str
-    origin: str  # the manifest entry that found it
-
-
-@dataclasses.dataclass
-class SourceReport:
-    name: str
-    status: str = "ok"  # ok | failed
-    error: str = ""
-    packages: list[str] = dataclasses.field(default_factory=list)
-    files: int = 0
-    file_errors: int = 0
-    first_file_error: str = ""
-    documents: int = 0
-    chars_extracted: int = 0
-    chars_kept: int = 0
+from glam.gather.manifest import DEFAULT_MANIFEST, Manifest, load_manifest
 
 
 def build(
@@ -111,7 +78,7 @@ def build(
             continue
         report.packages = [f"{p.name} {p.version}" for p in fetched]
         kept: list[Document] = []
-        for doc in _extract(source, fetched, report, progress):
+        for doc in source_documents(source, fetched, report, cache, progress=progress):
             report.chars_extracted += len(doc.text)
             if not unique(doc.text):
                 removed["exact_duplicate_documents"] += 1
@@ -134,13 +101,14 @@ def build(
         by_domain[source.domain] += capped
     bar.close()
 
+    # Sources without a cap of their own (the Japanese ones, say) are kept whole by the
+    # domain's cap, which then samples the capped sources to fit what is left.
+    whole = {s.name for s in manifest.sources if s.max_chars is None}
     records: list[Record] = []
     for name in sorted(by_domain):
         domain = manifest.domains[name]
-        docs = _cap(by_domain[name], domain.max_chars, f"domain:{name}")
-        removed["capped_chars"] += sum(len(d.text) for d in by_domain[name]) - sum(
-            len(d.text) for d in docs
-        )
+        docs = _cap_domain(by_domain[name], domain.max_chars, f"domain:{name}", whole)
+        removed["capped_chars"] += _chars(by_domain[name]) - _chars(docs)
         held_out = _validation_sources(docs, manifest.val_fraction, manifest.val_max_chars)
         for doc in sorted(docs, key=lambda d: d.source):
             split = VALIDATION if doc.source in held_out else TRAIN
@@ -164,88 +132,6 @@ def _fetch(
     return packages[registry, name]
 
 
-def _extract(
-    source: Source, fetched: list[Package], report: SourceReport, progress: bool
-) -> Iterator[Document]:
-    extractor = EXTRACTORS[source.extractor]
-    pattern = source.options.get("lang_pattern")
-    lang_pattern = re.compile(pattern) if pattern else None
-    lang_names: dict[str, str] = source.options.get("lang_names", {})
-    keep = source.options.get("keep_paragraphs_matching")
-    keep_paragraph = re.compile(keep) if keep else None
-    workers = (os.cpu_count() or 1) if source.extractor in PARALLEL else 1
-
-    def run(file: SourceFile) -> list | str:
-        try:
-            return list(extractor(file, source.options))
-        except (ExtractError, OSError, ValueError) as e:
-            return f"{file.path}: {e}"
-
-    def files() -> Iterator[tuple[Package, SourceFile]]:
-        for package in fetched:
-            for file in matching_files(package.root, source.files, source.exclude, source.sample):
-                yield package, file
-
-    bar = tqdm(desc=f"  {source.name}", unit="file", disable=not progress, leave=False)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        for (package, file), result in _ordered_map(pool, run, files(), workers):
-            bar.update()
-            report.files += 1
-            if isinstance(result, str):
-                report.file_errors += 1
-                report.first_file_error = report.first_file_error or result
-                continue
-            for piece in result:
-                text = _CONTROL.sub("", piece.text).strip("\n")
-                if keep_paragraph:
-                    paragraphs = re.split(r"\n[ \t]*\n", text)
-                    text = "\n\n".join(p for p in paragraphs if keep_paragraph.search(p))
-                if len(text.strip()) < MIN_DOC_CHARS:
-                    continue
-                found = piece.lang
-                if found is None and lang_pattern and (match := lang_pattern.search(file.path)):
-                    found = match.group(1)
-                found = lang_names.get(found, found)
-                lang = bcp47(found, default=source.lang) if found else source.lang
-                name = f"{source.registry}:{package.name}/{file.path}{piece.suffix}"
-                for i, part in enumerate(_parts(text)):
-                    report.documents += 1
-                    part_name = name if i == 0 else f"{name}#part{i}"
-                    yield Document(
-                        part, source.domain, lang, part_name, source.license, source.name
-                    )
-    bar.close()
-
-
-def _ordered_map(pool, fn, items: Iterable, workers: int) -> Iterator[tuple]:
-    """`(item, fn(item[1]))` for each item, at most 4 x workers in flight, in input order."""
-    if workers <= 1:
-        for item in items:
-            yield item, fn(item[1])
-        return
-    pending: collections.deque = collections.deque()
-    for item in items:
-        pending.append((item, pool.submit(fn, item[1])))
-        if len(pending) >= 4 * workers:
-            done, future = pending.popleft()
-            yield done, future.result()
-    while pending:
-        done, future = pending.popleft()
-        yield done, future.result()
-
-
-def bcp47(tag: str, default: str = "und") -> str:
-    """`tag` (an ISO 639-1/2/3 code, a locale like `pt_BR`, a BCP 47 tag) as BCP 47."""
-    try:
-        return langcodes.standardize_tag(tag.replace("_", "-").split(".")[0].split("@")[0])
-    except (ValueError, langcodes.tag_parser.LanguageTagError):
-        return default
-
-
-def _parts(text: str) -> list[str]:
-    return chunk(text, _MAX_SOURCE_DOC) if len(text) > _MAX_SOURCE_DOC else [text]
-
-
 def _chars(docs: list[Document]) -> int:
     return sum(len(d.text) for d in docs)
 
@@ -260,6 +146,12 @@ def _cap(docs: list[Document], max_chars: int | None, salt: str) -> list[Documen
             chosen.append(doc)
             total += len(doc.text)
     return chosen
+
+
+def _cap_domain(docs: list[Document], max_chars: int, salt: str, whole: set[str]) -> list[Document]:
+    kept = _cap([d for d in docs if d.origin in whole], max_chars, salt)
+    rest = _cap([d for d in docs if d.origin not in whole], max_chars - _chars(kept), salt)
+    return kept + rest
 
 
 def _validation_sources(docs: list[Document], fraction: float, max_chars: int) -> set[str]:

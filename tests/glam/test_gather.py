@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 from glam.corpus import TRAIN, VALIDATION, read_corpus
 from glam.gather import build as build_module
-from glam.gather.build import bcp47, build
+from glam.gather.build import build
+from glam.gather.documents import bcp47
 from glam.gather.extractors import EXTRACTORS
 from glam.gather.manifest import DEFAULT_MANIFEST, ManifestError, load_manifest
 from tests.glam import packages as pk
@@ -433,9 +435,16 @@ def test_manifest_lists_packages_with_version_and_sha256_and_counts_that_add_up(
     assert summary["failed_sources"] == []
 
 
+def _fresh_cache(tmp: Path, cache: Path) -> Path:
+    """The same downloaded packages, nothing unpacked or extracted yet."""
+    fresh = tmp / "fresh-cache"
+    shutil.copytree(cache / "downloads", fresh / "downloads")
+    return fresh
+
+
 def test_the_same_packages_give_the_same_bytes(tmp_path: Path, cache: Path, built) -> None:
     out, _ = built
-    _build(tmp_path, cache, _manifest(tmp_path), out="again")
+    _build(tmp_path, _fresh_cache(tmp_path, cache), _manifest(tmp_path), out="again")
     for name in ("corpus.jsonl", "validation.jsonl.gz", "manifest.json"):
         assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
 
@@ -488,9 +497,32 @@ def test_a_build_that_fails_midway_leaves_the_previous_corpus_whole(
 
     monkeypatch.setitem(build_module.EXTRACTORS, "wordnet", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        _build(tmp_path, cache, _manifest(tmp_path))
+        _build(tmp_path, _fresh_cache(tmp_path, cache), _manifest(tmp_path))
     for name in ("corpus.jsonl", "validation.jsonl.gz", "manifest.json"):
         assert (target / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_a_rebuild_reads_extracted_documents_from_the_cache_until_the_entry_changes(
+    tmp_path: Path, cache: Path, built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, _ = built  # the module's build extracted everything into `cache`
+    calls: list[str] = []
+    real = build_module.EXTRACTORS["wordnet"]
+
+    def counting(file, options):
+        calls.append(file.path)
+        return real(file, options)
+
+    monkeypatch.setitem(build_module.EXTRACTORS, "wordnet", counting)
+    _build(tmp_path, cache, _manifest(tmp_path), out="cached")
+    assert calls == []
+    assert (tmp_path / "cached" / "corpus.jsonl").read_bytes() == (
+        out / "corpus.jsonl"
+    ).read_bytes()
+    changed = _manifest(tmp_path)
+    changed.write_text(changed.read_text().replace('license = "WordNet-3.0"', 'license = "WN"'))
+    _build(tmp_path, cache, changed, out="changed")
+    assert calls == ["usr/share/wordnet/data.noun"]
 
 
 @pytest.mark.parametrize(
