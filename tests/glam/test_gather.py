@@ -18,6 +18,7 @@ from glam.gather.build import build
 from glam.gather.documents import bcp47
 from glam.gather.extractors import EXTRACTORS
 from glam.gather.manifest import DEFAULT_MANIFEST, ManifestError, load_manifest
+from glam.gather.report import table
 from tests.glam import packages as pk
 
 # Long enough for near-duplicate detection to have something to compare.
@@ -549,3 +550,19 @@ def test_the_project_manifest_is_valid_and_never_gathers_the_evaluation_article(
     text = DEFAULT_MANIFEST.read_text()
     assert "glam-article" not in text.replace("Never add ../shared/reference/glam-article", "")
     assert all(s.license for s in manifest.sources)
+
+
+def test_the_corpus_table_has_a_row_per_domain_with_its_figures(built) -> None:
+    _, summary = built
+    summary = json.loads(json.dumps(summary))  # a copy to add a measurement to
+    rows = table(summary).splitlines()
+    for name, domain in summary["domains"].items():
+        row = next(r for r in rows if r.startswith(f"| {name} |"))
+        assert f"{domain['chars']:,}" in row and f"{domain['val_share']:.1%}" in row
+    by_domain = {d: {"tokens": 10 * (i + 1)} for i, d in enumerate(sorted(summary["domains"]))}
+    summary["tokenizer"] = {"vocab_16000_all": {"vocab_size": 16000, "split": None,
+                                                "by_domain": by_domain}}  # fmt: skip
+    rows = table(summary).splitlines()
+    assert "tokens (16k vocab)" in rows[0]
+    total = sum(t["tokens"] for t in by_domain.values())
+    assert f"| 10 | {10 / total:.1%} |" in next(r for r in rows if r.startswith("| chat |"))
