@@ -83,7 +83,13 @@ def _download(registry: str, spec: str, name: str, downloads: Path) -> Path:
     before = set(downloads.iterdir())
     what = f"{registry} package {spec}"
     if registry == "debian":
-        _run(["apt-get", "download", "-q", spec], downloads, what)
+        try:
+            _run(["apt-get", "download", "-q", spec], downloads, what)
+        except FetchError as error:
+            if "Unable to locate package" in str(error) and not _apt_lists():
+                hint = "apt has no package lists: run `apt-get update` once"
+                raise FetchError(f"{error} ({hint})") from None
+            raise
     elif registry == "npm":
         _run(["npm", "pack", "--silent", spec], downloads, what)
     else:
@@ -97,6 +103,10 @@ def _download(registry: str, spec: str, name: str, downloads: Path) -> Path:
             raise FetchError(f"{what}: the download left {len(new)} files, expected one")
         return existing
     return new[0]
+
+
+def _apt_lists() -> bool:
+    return any(Path("/var/lib/apt/lists").glob("*_Packages*"))
 
 
 def _normal(name: str) -> str:
