@@ -46,10 +46,10 @@ def fetch(registry: str, spec: str, cache: Path, *, refresh: bool = False) -> Pa
 
     `spec` is a name, or for npm and PyPI a pinned version (`name@1.2.3`, `name==1.2.3`).
     """
-    name = re.split(r"==|@(?=\d)", spec)[0]
+    name, pinned = _split_spec(spec)
     downloads = cache / "downloads" / registry
     downloads.mkdir(parents=True, exist_ok=True)
-    archive = None if refresh else _cached(registry, name, downloads)
+    archive = None if refresh else _cached(registry, name, pinned, downloads)
     if archive is None:
         archive = _download(registry, spec, name, downloads)
     version = _version(registry, name, archive)
@@ -74,9 +74,27 @@ def _run(argv: list[str], cwd: Path, what: str) -> str:
     return done.stdout
 
 
-def _cached(registry: str, name: str, downloads: Path) -> Path | None:
-    found = sorted(p for p in downloads.iterdir() if _package_of(registry, p.name) == _normal(name))
+_PINNED = re.compile(r"^(?P<name>@?[^@=]+)(?:==|@)(?P<version>\d[^@=]*)$")
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    """(name, pinned version or "") of `name`, `name==1.2` (PyPI) or `name@1.2` (npm)."""
+    match = _PINNED.match(spec)
+    return (match["name"], match["version"]) if match else (spec, "")
+
+
+def _cached(registry: str, name: str, pinned: str, downloads: Path) -> Path | None:
+    """The one downloaded file of `name` (of version `pinned`, if given), or None."""
+    found = [p for p in downloads.iterdir() if _package_of(registry, p.name) == _normal(name)]
+    if pinned:
+        found = [p for p in found if _filename_version(registry, p.name) == pinned]
     return found[0] if len(found) == 1 else None
+
+
+def _filename_version(registry: str, filename: str) -> str:
+    if registry == "npm":  # name-1.2.3.tgz
+        return filename.rsplit("-", 1)[-1].removesuffix(".tgz")
+    return filename.split("-")[1] if registry == "pypi" else filename.split("_")[1]
 
 
 def _download(registry: str, spec: str, name: str, downloads: Path) -> Path:
@@ -98,7 +116,7 @@ def _download(registry: str, spec: str, name: str, downloads: Path) -> Path:
     new = sorted(set(downloads.iterdir()) - before)
     if len(new) != 1:
         # Already there (a second version in the cache): the download tool reused it.
-        existing = _cached(registry, name, downloads)
+        existing = _cached(registry, name, _split_spec(spec)[1], downloads)
         if existing is None:
             raise FetchError(f"{what}: the download left {len(new)} files, expected one")
         return existing

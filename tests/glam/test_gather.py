@@ -17,6 +17,7 @@ from glam.gather import build as build_module
 from glam.gather.build import build
 from glam.gather.documents import bcp47
 from glam.gather.extractors import EXTRACTORS
+from glam.gather.fetch import fetch
 from glam.gather.manifest import DEFAULT_MANIFEST, ManifestError, load_manifest
 from glam.gather.report import table
 from tests.glam import packages as pk
@@ -566,3 +567,12 @@ def test_the_corpus_table_has_a_row_per_domain_with_its_figures(built) -> None:
     assert "tokens (16k vocab)" in rows[0]
     total = sum(t["tokens"] for t in by_domain.values())
     assert f"| 10 | {10 / total:.1%} |" in next(r for r in rows if r.startswith("| chat |"))
+
+
+def test_a_pinned_version_is_taken_from_the_cache_beside_other_versions(tmp_path: Path) -> None:
+    for version in ("2.0", "3.0"):
+        pk.make_wheel(tmp_path, "two-versions", version, {"v.txt": version.encode()})
+    pinned = fetch("pypi", "two-versions==3.0", tmp_path)
+    assert pinned.version == "3.0" and (pinned.root / "v.txt").read_text() == "3.0"
+    pk.make_npm(tmp_path, "two-versions", "1.5.0", {"v.txt": b"1.5.0"})
+    assert fetch("npm", "two-versions@1.5.0", tmp_path).version == "1.5.0"
