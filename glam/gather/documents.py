@@ -32,6 +32,11 @@ from glam.gather.manifest import Source
 from glam.gather.pieces import ExtractError
 
 MIN_DOC_CHARS = 32
+UNKNOWN_LANG = "und"
+# Part of the cache key with the extractor modules' own source: bump it when a change here
+# changes what a source yields (this module's own text is not hashed, so that a change of
+# its comments or of the cache itself does not redo every extraction).
+EXTRACTION_VERSION = 2
 # A longer document (a 40 MB set.mm, a whole Greek New Testament) is cut at paragraphs into
 # parts named #part1, #part2 ...: no one file can be a whole domain's validation split.
 _MAX_SOURCE_DOC = 100_000
@@ -94,7 +99,7 @@ def _key(source: Source, fetched: list[Package]) -> str:
         digest.update(package.sha256.encode())
     for module in (extractors, files, markup, pieces):
         digest.update(Path(module.__file__).read_bytes())
-    digest.update(Path(__file__).read_bytes())
+    digest.update(f"extraction {EXTRACTION_VERSION}".encode())
     digest.update(importlib.metadata.version("langcodes").encode())  # it names the languages
     return digest.hexdigest()[:16]
 
@@ -137,7 +142,9 @@ def _extract(
                     text = "\n\n".join(p for p in paragraphs if keep_paragraph.search(p))
                 if len(text.strip()) < MIN_DOC_CHARS:
                     continue
-                found = piece.lang
+                # A document's own tag (an HTML lang) only where the entry does not know the
+                # language: kicad's Japanese manual says lang="en".
+                found = piece.lang if source.lang == UNKNOWN_LANG else None
                 if found is None and lang_pattern and (match := lang_pattern.search(file.path)):
                     found = match.group(1)
                 found = lang_names.get(found, found)

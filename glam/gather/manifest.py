@@ -48,7 +48,7 @@ class Source:
     files: tuple[str, ...]
     extractor: str
     domain: str
-    lang: str  # a BCP 47 tag, or "auto": the extractor reads it from each document
+    lang: str  # a BCP 47 tag; "und": from each document (its HTML lang, say) or its path
     license: str
     exclude: tuple[str, ...] = ()
     max_chars: int | None = None  # cap of this source within its domain

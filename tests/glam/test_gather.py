@@ -364,6 +364,8 @@ def test_records_carry_domain_language_source_and_licence_as_bcp47(built) -> Non
     langs = {(r.domain, r.lang) for r in records}
     assert ("manpages", "pt-BR") in langs and ("manpages", "ja") in langs  # path, default
     assert ("help", "de") in langs and ("rights", "ja") in langs  # <html lang>, ISO 639-3
+    # An entry that names its language is not overridden by the page's own tag (en-US).
+    assert {lang for domain, lang in langs if domain == "help"} == {"en", "de"}
     assert ("fiction", "ja") in langs and ("chat", "en") in langs
     assert bcp47("zh_CN") == "zh-CN" and bcp47("jpn") == "ja" and bcp47("?!", "und") == "und"
     sources = {r.source.split("@")[0] for r in records}
