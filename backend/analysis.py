@@ -17,7 +17,7 @@ from fastapi import HTTPException, status
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.batching import RouteRequest, freeze_ablation
+from backend.batching import BatcherStopped, RouteRequest, freeze_ablation
 from backend.deps import AppState
 from backend.registry import UnknownCheckpoint
 from glam.model import ablation_mask
@@ -112,6 +112,8 @@ async def run_model(
         trace = await state.batcher.submit(sequences, options)
     except UnknownCheckpoint as error:
         raise bad_request(str(error)) from None
+    except BatcherStopped as error:  # readiness says so too; a retry may reach another replica
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
     state.metrics.tokens_analysed.inc(sum(len(s) for s in sequences))
     return trace
 

@@ -29,6 +29,7 @@ from backend.settings import Settings
 from storage import db
 from storage import jobs as job_store
 from storage import runs as run_store
+from storage.errors import NotFound
 from storage.maintenance import StatisticsKeeper
 
 log = logging.getLogger("glamlab")
@@ -43,7 +44,7 @@ def _queue_builtin_analysis(state: AppState) -> None:
             params = {"corpus": "builtin", "split": "validation", "limit": None}
             total = len(job_logic.job_records(state, params))
             job_store.create_job(session, params=params, total=total)
-    except (OperationalError, LookupError) as error:
+    except (OperationalError, NotFound) as error:
         log.warning("no built-in analysis on start: %s", error)
 
 

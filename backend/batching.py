@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +24,12 @@ from glam.model import Glam, forward
 from glam.trace import RoutingTrace
 
 MIN_LENGTH_BUCKET = 16
+
+log = logging.getLogger("glamlab")
+
+
+class BatcherStopped(RuntimeError):
+    """The batcher's worker is not running: no request would be answered."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,37 +107,58 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker runs, so that submitted requests will be answered."""
+        return self._worker is not None and not self._worker.done()
+
     async def submit(self, sequences: list[list[int]], options: RouteRequest) -> RoutingTrace:
         """The trace of `sequences` (one row each), computed in some shared batch."""
-        if self._worker is None:
-            raise RuntimeError("the batcher is not running")
+        if not self.alive:  # queued, the request would wait forever
+            raise BatcherStopped("the model's batch worker is not running")
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(sequences, options, future))
         return await future
 
     async def _run(self) -> None:
+        pending: list[_Pending] = []
+        try:
+            while True:
+                pending = []
+                await self._collect(pending)
+                groups: dict[RouteRequest, list[_Pending]] = {}
+                for item in pending:
+                    groups.setdefault(item.options, []).append(item)
+                for options, items in groups.items():
+                    try:
+                        await self._run_group(options, items)
+                    except Exception as error:  # a bug in one batch must not end the worker
+                        log.exception("batch of %d request(s) failed", len(items))
+                        _fail(items, error)
+        finally:
+            # Ending (stopped, or by what no batch should raise): answer whoever still waits.
+            while not self._queue.empty():
+                pending.append(self._queue.get_nowait())
+            _fail(pending, BatcherStopped("the model's batch worker stopped"))
+
+    async def _collect(self, pending: list[_Pending]) -> None:
+        """Append the next batch's requests to `pending` (kept there if cancelled meanwhile)."""
         loop = asyncio.get_running_loop()
-        while True:
-            pending = [await self._queue.get()]
-            deadline = loop.time() + self._window
-            while sum(len(p.sequences) for p in pending) < self._max_rows:
-                # Take what queued up while the model was busy; wait for more only within
-                # the window (0 by default: an idle model never waits for company).
-                if not self._queue.empty():
-                    pending.append(self._queue.get_nowait())
-                    continue
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    pending.append(await asyncio.wait_for(self._queue.get(), timeout))
-                except TimeoutError:
-                    break
-            groups: dict[RouteRequest, list[_Pending]] = {}
-            for item in pending:
-                groups.setdefault(item.options, []).append(item)
-            for options, items in groups.items():
-                await self._run_group(options, items)
+        pending.append(await self._queue.get())
+        deadline = loop.time() + self._window
+        while sum(len(p.sequences) for p in pending) < self._max_rows:
+            # Take what queued up while the model was busy; wait for more only within
+            # the window (0 by default: an idle model never waits for company).
+            if not self._queue.empty():
+                pending.append(self._queue.get_nowait())
+                continue
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                break
+            try:
+                pending.append(await asyncio.wait_for(self._queue.get(), timeout))
+            except TimeoutError:
+                break
 
     def _run_in_slices(self, sequences: list[list[int]], options: RouteRequest) -> list:
         """Forward passes of at most max_rows sequences (one request may bring more)."""
@@ -145,9 +173,7 @@ class Batcher:
         try:
             parts = await asyncio.to_thread(self._run_in_slices, sequences, options)
         except Exception as error:  # delivered to every waiting request
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(error)
+            _fail(items, error)
             return
         if self._on_batch:
             self._on_batch(len(items), len(sequences))
@@ -159,6 +185,13 @@ class Batcher:
             start += len(item.sequences)
             if not item.future.done():
                 item.future.set_result(_gather(mine))
+
+
+def _fail(items: Sequence[_Pending], error: BaseException) -> None:
+    """Deliver `error` to every request of `items` not answered yet."""
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)
 
 
 def _gather(rows: list[tuple[RoutingTrace, int]]) -> RoutingTrace:

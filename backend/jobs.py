@@ -26,6 +26,7 @@ from glam.corpus import Record, read_corpus
 from glam.trace import RoutingTrace
 from storage import ingest
 from storage import jobs as job_store
+from storage.errors import NotFound
 from storage.maintenance import route_rows
 
 log = logging.getLogger("glamlab.jobs")
@@ -39,7 +40,7 @@ def builtin_corpus_path(state: AppState) -> Path:
 def builtin_records(state: AppState, split: str | None) -> list[Record]:
     path = builtin_corpus_path(state)
     if not path.exists():
-        raise LookupError(f"no built-in corpus beside the model ({path})")
+        raise NotFound(f"no built-in corpus beside the model ({path})")
     return read_corpus(path, split)
 
 

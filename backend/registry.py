@@ -14,6 +14,7 @@ from glam import checkpoint
 from glam.checkpoint import Loaded
 from glam.model import Glam
 from glam.params import count_params
+from storage.errors import NotFound
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,7 @@ class CheckpointInfo:
     sha256: str
 
 
-class UnknownCheckpoint(LookupError):
+class UnknownCheckpoint(NotFound):
     pass
 
 

@@ -15,5 +15,6 @@ Where things are:
     runs.py          models, runs, documents, a document's tokens and routes (explorer)
     rows.py          fetched rows to numpy arrays, fast
     jobs.py          background job records
+    errors.py        NotFound: what is missing, told apart from a bug's KeyError
     results.py       the plain typed results
 """

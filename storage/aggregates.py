@@ -55,6 +55,21 @@ def _int(values: np.ndarray) -> np.ndarray:
     return np.rint(values).astype(np.int64)
 
 
+def _token_losses(trace: RoutingTrace, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The aux and z loss each valid token counts with, [L*T] layer-major.
+
+    A token counts with its own row's losses: a batch holds documents of several domains, and
+    the batch's loss would give them all the same mix. A trace without per-row losses (older
+    traces) has only the batch's to give.
+    """
+    if trace.group_aux_loss is not None and trace.group_z_loss is not None:
+        aux, z = trace.group_aux_loss[:, rows], trace.group_z_loss[:, rows]  # [L, T]
+    else:
+        ones = np.ones((1, len(rows)))
+        aux, z = trace.aux_loss[:, None] * ones, trace.z_loss[:, None] * ones
+    return aux.astype(np.float64).ravel(), z.astype(np.float64).ravel()
+
+
 def summarize(
     trace: RoutingTrace, domain_of_row: np.ndarray, domain_names: Sequence[str], num_experts: int
 ) -> dict[str, Frame]:
@@ -96,11 +111,10 @@ def summarize(
 
     # layer: token counts, drops, entropy and losses, agreement of adjacent tokens
     entropy = trace.entropy[:, rows, cols].astype(np.float64).ravel()
-    (lo, do), (tokens, drop1, drop2, ent) = _tally(
-        [layer_ord, dom_l], [n_layers, n_dom], [None, d1, d2, entropy]
+    aux_tok, z_tok = _token_losses(trace, rows)
+    (lo, do), (tokens, drop1, drop2, ent, aux, z) = _tally(
+        [layer_ord, dom_l], [n_layers, n_dom], [None, d1, d2, entropy, aux_tok, z_tok]
     )
-    aux = trace.aux_loss.astype(np.float64)[lo] * tokens
-    z = trace.z_loss.astype(np.float64)[lo] * tokens
     pair_b, pair_s = np.nonzero(trace.mask[:, :-1] & trace.mask[:, 1:])
     a = trace.expert[:, pair_b, pair_s, :].astype(np.int64)  # [L, P, 2]
     b = trace.expert[:, pair_b, pair_s + 1, :].astype(np.int64)

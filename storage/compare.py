@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from storage.errors import NotFound
 from storage.results import Measure, Saturation
 from storage.rows import ratio
 from storage.schema import Document, Model, Route, Run
@@ -36,7 +37,7 @@ def router_saturation(
         ).all()
     )
     if run_a not in models or run_b not in models:
-        raise LookupError(f"no run {run_b if run_a in models else run_a}")
+        raise NotFound(f"no run {run_b if run_a in models else run_a}")
     if models[run_a] != models[run_b]:
         raise ValueError("saturation compares runs of models with the same number of experts")
     n_exp = models[run_a]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from glam.trace import RoutingTrace
 from storage import bulk
 from storage.aggregates import AggregateBuffer, summarize
+from storage.errors import NotFound
 from storage.schema import Document, Job, Model, Route, Run, RunSource, Token, Vocab
 from storage.schema_aggregates import FAMILIES
 
@@ -126,7 +127,7 @@ def create_run(
     """
     model_id = session.scalar(select(Model.id).where(Model.name == model_name))
     if model_id is None:
-        raise LookupError(f"no model named {model_name!r}; register it first")
+        raise NotFound(f"no model named {model_name!r}; register it first")
     parameters = dict(parameters or {})
     run = Run(
         model_id=model_id,
@@ -229,7 +230,7 @@ def write_aggregates(
     """Add aggregate frames (from `storage.aggregates`) to a run and, if pooled, its model."""
     run = session.get(Run, run_id)
     if run is None:
-        raise LookupError(f"no run {run_id}")
+        raise NotFound(f"no run {run_id}")
     # A run's first rows cannot collide with anything: plain inserts, cheaper than upserts.
     # Every batch has a document, so run_domain_counts tells whether any were written.
     counts = FAMILIES["domain"].run_table.__table__
@@ -275,7 +276,7 @@ def add_documents(
     with session.begin_nested():
         run = session.get(Run, run_id)
         if run is None:
-            raise LookupError(f"no run {run_id}")
+            raise NotFound(f"no run {run_id}")
         model = session.get(Model, run.model_id)
         assert model is not None  # foreign key
         _check_inputs(trace, texts, domains, model)

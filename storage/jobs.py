@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from storage.errors import NotFound
 from storage.schema import Job, JobStatus
 
 
@@ -77,10 +78,10 @@ def update_job(
     error: str | None = None,
     run_id: int | None = None,
 ) -> JobInfo:
-    """Record progress; LookupError if there is no such job."""
+    """Record progress; NotFound if there is no such job."""
     job = session.get(Job, job_id)
     if job is None:
-        raise LookupError(f"no job {job_id}")
+        raise NotFound(f"no job {job_id}")
     if status is not None:
         job.status = status
     if done is not None:

@@ -93,6 +93,14 @@ def expert_load(session: Session, scope: Scope) -> list[LayerLoad]:
     return layers
 
 
+def _normalised_entropy(share: np.ndarray) -> float:
+    """H(share) / ln E; 1 for a lone expert, whose whole load is the uniform load (0/0)."""
+    if len(share) == 1:
+        return 1.0
+    nz = share[share > 0]
+    return float(-(nz * np.log(nz)).sum() / math.log(len(share)))
+
+
 def balance(session: Session, scope: Scope) -> list[LayerBalance]:
     """CV, MaxVio, dead experts and normalised load entropy of the loads, per MoE layer."""
     res = resolve(session, scope)
@@ -103,8 +111,7 @@ def balance(session: Session, scope: Scope) -> list[LayerBalance]:
         share = load / total if total else None
         entropy = None
         if share is not None:
-            nz = share[share > 0]
-            entropy = float(-(nz * np.log(nz)).sum() / math.log(res.num_experts))
+            entropy = _normalised_entropy(share)
         out.append(
             LayerBalance(
                 layer=layer,
@@ -121,8 +128,8 @@ def balance(session: Session, scope: Scope) -> list[LayerBalance]:
 def routing_summary(session: Session, scope: Scope) -> list[LayerRouting]:
     """Drop rate per rank, router entropy, aux and z loss (token-weighted), per MoE layer.
 
-    A batch's aux and z losses count once per valid token of the batch, so a domain filter
-    weighs each batch by its tokens of those domains.
+    Each document's own aux and z losses count once per valid token of it, so a domain filter
+    sees only the losses of that domain's documents.
     """
     res = resolve(session, scope)
     sums = _per_layer(
@@ -227,6 +234,8 @@ def coactivation(session: Session, scope: Scope) -> list[Coactivation]:
     """OLMoE eq. 6, N_{i,j}/N_i, per MoE layer."""
     res = resolve(session, scope)
     n_exp = res.num_experts
+    if n_exp < 2:  # no pair of experts; the baseline (k-1)/(E-1) is 0/0
+        raise ValueError(f"co-activation needs at least two experts; the model has {n_exp}")
     pairs = {layer: np.zeros((n_exp, n_exp), dtype=np.int64) for layer in res.layers}
     for r in session.execute(res.grouped("coactivation", ["layer", "expert_a", "expert_b"], ["n"])):
         matrix = pairs[int(r.layer)]
@@ -248,12 +257,20 @@ def coactivation(session: Session, scope: Scope) -> list[Coactivation]:
     return out
 
 
+def _disjoint_share(n_exp: int) -> float:
+    """Chance that two uniform top-k sets share no expert, C(E-k,k)/C(E,k); 0 when E < 2k
+    (too few experts for two disjoint sets; a lone expert's set is itself, both times)."""
+    if n_exp < 2 * K:
+        return 0.0
+    return math.comb(n_exp - K, K) / math.comb(n_exp, K)
+
+
 def consecutive_routing(session: Session, scope: Scope) -> list[ConsecutiveRouting]:
     """Adjacent tokens with the same top-1 and with intersecting top-2 sets, per layer."""
     res = resolve(session, scope)
     n_exp = res.num_experts
     sums = _per_layer(session, res, "layer", ["pairs", "same_top1", "shared_top2"])
-    disjoint = math.comb(n_exp - 2, 2) / math.comb(n_exp, 2)
+    disjoint = _disjoint_share(n_exp)
     out = []
     for layer in res.layers:
         s = sums.get(layer, defaultdict(int))

@@ -92,7 +92,7 @@ class LayerCounts:
         "dropped1",
         "dropped2",
         "entropy_sum",
-        "aux_sum",  # aux_loss of the batch x tokens of the domain in the batch
+        "aux_sum",  # sum over the domain's tokens of their own row's aux_loss
         "z_sum",
         "pairs",  # adjacent valid token pairs within a document
         "same_top1",

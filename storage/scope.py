@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ColumnElement, Integer, Select, Table, cast, func, select
 from sqlalchemy.orm import Session
 
+from storage.errors import NotFound
 from storage.schema import Model, Run
 from storage.schema_aggregates import FAMILIES
 
@@ -88,7 +89,7 @@ def total(column: Any) -> Any:
 
 
 def resolve(session: Session, scope: Scope) -> Resolved:
-    """Check `scope` against the store. LookupError: unknown model or run; ValueError: runs of
+    """Check `scope` against the store. NotFound: unknown model or run; ValueError: runs of
     several models, or no model named where the store holds several."""
     runs = None if scope.runs is None else tuple(sorted({int(r) for r in scope.runs}))
     model_id: int | None = None
@@ -96,7 +97,7 @@ def resolve(session: Session, scope: Scope) -> Resolved:
         found = session.execute(select(Run.id, Run.model_id).where(Run.id.in_(runs))).all()
         missing = set(runs) - {row.id for row in found}
         if missing:
-            raise LookupError(f"no run with id {sorted(missing)}")
+            raise NotFound(f"no run with id {sorted(missing)}")
         model_ids = {row.model_id for row in found}
         if len(model_ids) > 1:
             raise ValueError("the runs of one statistic must belong to one model")
@@ -104,7 +105,7 @@ def resolve(session: Session, scope: Scope) -> Resolved:
     if scope.model is not None:
         named = session.scalar(select(Model.id).where(Model.name == scope.model))
         if named is None:
-            raise LookupError(f"no model named {scope.model!r}")
+            raise NotFound(f"no model named {scope.model!r}")
         if model_id is not None and named != model_id:
             raise ValueError(f"runs {list(runs or ())} do not belong to model {scope.model!r}")
         model_id = named

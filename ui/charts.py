@@ -8,6 +8,7 @@ on bar charts, the midpoint of a diverging colour scale on heatmaps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import altair as alt
@@ -463,6 +464,13 @@ def saturation_bars(layers: Sequence[s.LayerSaturation], title: str) -> alt.Laye
     )
 
 
+def _effect(delta: float | None) -> str:
+    # No scored token (a one-token text): no change to show, which is not "no effect".
+    if delta is None or math.isnan(delta):
+        return "not scored"
+    return "worse" if delta > 0 else "better or same"
+
+
 def loss_change_bars(effects: Sequence[s.DomainEffect]) -> alt.LayerChart:
     """Per-domain change in mean next-token loss when experts are switched off."""
     frame = pd.DataFrame(
@@ -478,7 +486,7 @@ def loss_change_bars(effects: Sequence[s.DomainEffect]) -> alt.LayerChart:
         ],
         columns=["domain", "delta", "base_nll", "ablated_nll", "tokens"],
     )
-    frame["effect"] = frame["delta"].map(lambda d: "worse" if d > 0 else "better or same")
+    frame["effect"] = frame["delta"].map(_effect)
     bars = (
         alt.Chart(frame)
         .mark_bar()
@@ -487,7 +495,10 @@ def loss_change_bars(effects: Sequence[s.DomainEffect]) -> alt.LayerChart:
             y=alt.Y("domain:N", sort="-x", title=None),
             color=alt.Color(
                 "effect:N",
-                scale=alt.Scale(domain=["worse", "better or same"], range=["#e15759", "#4e79a7"]),
+                scale=alt.Scale(
+                    domain=["worse", "better or same", "not scored"],
+                    range=["#e15759", "#4e79a7", "#bab0ac"],
+                ),
             ),
             tooltip=[
                 "domain:N",

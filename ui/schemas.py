@@ -327,10 +327,11 @@ class ExpertProfile(_Model):
 
 class DomainEffect(_Model):
     domain: str
-    tokens: int
-    base_nll: float
-    ablated_nll: float
-    delta: float
+    tokens: int  # tokens with a next token (scored)
+    # None when no token of the domain was scored (e.g. its texts are one token each).
+    base_nll: float | None
+    ablated_nll: float | None
+    delta: float | None
 
 
 class Rerouting(_Model):

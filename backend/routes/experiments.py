@@ -12,6 +12,7 @@ from backend import jobs as job_logic
 from backend.batching import RouteRequest
 from backend.deps import AppState, StateDep, WriteAccess
 from backend.routes.analyze import ERRORS
+from storage.errors import NotFound
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
@@ -55,7 +56,7 @@ def _inputs(state: AppState, body: TextsOrCorpus) -> tuple[list[list[int]], list
         return analysis.tokenize(state, body.texts), [body.domain] * len(body.texts)
     try:
         records = job_logic.builtin_records(state, "validation")[: body.corpus_limit]
-    except LookupError as error:
+    except NotFound as error:  # no built-in corpus
         raise HTTPException(422, f"{error}; pass texts instead") from None
     tokenizer = state.registry.main.tokenizer
     sequences, domains = [], []

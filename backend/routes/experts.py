@@ -77,7 +77,8 @@ def expert_profile(
         for by in ("input", "predicted")
     }
     partners = []
-    for co in queries.coactivation(session, scope):
+    # A lone expert has no partner (and co-activation is undefined for it).
+    for co in queries.coactivation(session, scope) if len(experts) > 1 else []:
         partners = sorted(
             (
                 Partner(expert=j, ratio=ratio, baseline=co.baseline)

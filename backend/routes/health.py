@@ -19,11 +19,16 @@ def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The model is loaded and the database answers",
+    summary="The model is loaded, its batch worker runs and the database answers",
     responses={503: {"description": "not ready, with the reason"}},
 )
 def readyz(state: StateDep) -> JSONResponse:
-    checks = {"model": state.registry.main is not None, "database": False}
+    checks = {
+        "model": state.registry.main is not None,
+        # Without its worker, every analysis would wait forever.
+        "batcher": state.batcher.alive,
+        "database": False,
+    }
     reason = None
     try:
         with state.engine.connect() as connection:

@@ -14,6 +14,7 @@ from backend.deps import SessionDep, StateDep, WriteAccess, WriterSessionDep
 from backend.params import Id
 from backend.schemas import BAD_BODY, INVALID, Problem
 from storage import jobs as job_store
+from storage.errors import NotFound
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[Id, Path(description="a job id")]
@@ -111,7 +112,7 @@ def start_job(
         params["split"] = split
     try:
         total = len(job_logic.job_records(state, params))
-    except LookupError as error:
+    except NotFound as error:  # no built-in corpus
         raise HTTPException(422, str(error)) from None
     with session.begin():
         info = job_store.create_job(session, params=params, total=total)

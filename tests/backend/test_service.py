@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import pyarrow.parquet as pq
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from storage import queries
 
 
 def test_health_readiness_and_metrics(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
-    assert ready["status"] == "ready" and ready["checks"] == {"model": True, "database": True}
+    assert ready["status"] == "ready"
+    assert ready["checks"] == {"model": True, "batcher": True, "database": True}
     client.post("/v1/analyze", json={"texts": ["hello"], "store": False})
     metrics = client.get("/metrics").text
     counted = 'glamlab_request_seconds_count{method="POST",route="/v1/analyze",status="200"}'
@@ -44,6 +50,39 @@ def test_a_connection_lost_after_the_answer_does_not_abort_it(client, monkeypatc
     monkeypatch.setattr(Session, "close", close_then_fail)
     assert client.get("/v1/runs").status_code == 200
     assert client.get("/v1/stats/load", params={"layer": 1}).status_code in (200, 404)
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [KeyError("layer"), IndexError("list index out of range"),
+     IntegrityError("INSERT ...", {}, Exception("UNIQUE constraint failed"))],
+    ids=["KeyError", "IndexError", "IntegrityError"],
+)  # fmt: skip
+def test_a_bug_is_a_logged_500_not_a_404_or_503(client, monkeypatch, caplog, bug):
+    # A KeyError is a LookupError and an IntegrityError a DBAPIError, but neither means
+    # "no such thing" or "database away": answered 404 / 503, the bug stayed hidden.
+    def broken(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(queries, "expert_load", broken)
+    unraised = TestClient(client.app, raise_server_exceptions=False)  # the app is running
+    with caplog.at_level(logging.ERROR, logger="glamlab"):
+        response = unraised.get("/v1/stats/load")
+    assert response.status_code == 500, response.text
+    assert any(r.exc_info and r.exc_info[1] is bug for r in caplog.records)
+
+
+def test_what_is_missing_is_still_404_and_a_lost_database_503(client, monkeypatch):
+    assert client.get("/v1/stats/load", params={"run_id": 987654}).status_code == 404
+    assert client.get("/v1/stats/load", params={"model": "nope"}).status_code == 404
+    assert client.get("/v1/runs/987654").status_code == 404
+
+    def database_away(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(queries, "expert_load", database_away)
+    response = client.get("/v1/stats/load")
+    assert response.status_code == 503 and "database unavailable" in response.json()["detail"]
 
 
 def test_model_card(client):

@@ -7,6 +7,11 @@ import itertools
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session
+
+from storage import db
+from storage.ingest import ingest_run, register_model
+from tests.storage.traces import random_trace
 
 TEXTS = {
     "code": ["def add(a, b):\n    return a + b", "for i in range(10):\n    print(i)"],
@@ -158,3 +163,30 @@ def test_out_of_range_ids_in_paths_are_422(client):
                  "/v1/experts/1/99999999999999999999"):  # fmt: skip
         assert client.get(path).status_code == 422
     assert client.get("/v1/runs", params={"cursor": 2**64}).status_code == 422
+
+
+@pytest.fixture
+def lone_expert_model(client, database_url) -> str:
+    """A one-expert model (documented as supported) with one stored run, next to the app's."""
+    engine = db.make_engine(database_url)
+    trace = random_trace(np.random.default_rng(9), batch=3, seq=12, num_experts=1)
+    with Session(engine) as session, session.begin():
+        register_model(session, name="lone", num_experts=1, vocab_size=30, moe_layers=(1, 3, 5))
+        ingest_run(session, model_name="lone", trace=trace, texts=["a", "b", "c"], domains="web")
+    engine.dispose()
+    return "lone"
+
+
+def test_one_expert_statistics_are_defined_or_a_clear_422(client, lone_expert_model):
+    params = {"model": lone_expert_model}
+    for path in ("/v1/stats/load", "/v1/stats/balance", "/v1/stats/consecutive",
+                 "/v1/stats/domains", "/v1/stats/transitions", "/v1/experts/1/0"):  # fmt: skip
+        response = client.get(path, params=params)
+        assert response.status_code == 200, (path, response.text)
+    balance = client.get("/v1/stats/balance", params=params).json()["balance"]
+    assert [b["load_entropy"]["value"] for b in balance] == [1.0, 1.0, 1.0]
+    consecutive = client.get("/v1/stats/consecutive", params=params).json()
+    assert [c["shared_top2"]["baseline"] for c in consecutive] == [1.0, 1.0, 1.0]
+    assert client.get("/v1/experts/1/0", params=params).json()["partners"] == []
+    co = client.get("/v1/stats/coactivation", params=params)
+    assert co.status_code == 422 and "at least two experts" in co.json()["detail"]

@@ -99,9 +99,9 @@ class Reference:
             parts["kept1"].append(t.kept[cols][:, rows, pos, 0].T)
             parts["kept2"].append(t.kept[cols][:, rows, pos, 1].T)
             parts["entropy"].append(t.entropy[cols][:, rows, pos].T.astype(np.float64))
-            ones = np.ones((len(rows), 1))
-            parts["aux"].append(ones * t.aux_loss[cols].astype(np.float64)[None, :])
-            parts["z"].append(ones * t.z_loss[cols].astype(np.float64)[None, :])
+            # Each token carries its own row's (its document's) losses, not the batch's.
+            parts["aux"].append(t.group_aux_loss[cols][:, rows].T.astype(np.float64))
+            parts["z"].append(t.group_z_loss[cols][:, rows].T.astype(np.float64))
         n_layers = len(cols)
         empty = {
             "domain": np.zeros(0, dtype=object),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -65,3 +66,19 @@ def test_padding_contributes_nothing() -> None:
     before, after = summarize(trace, domains, NAMES, 5), summarize(scrambled, domains, NAMES, 5)
     for name in FAMILIES:
         assert _rows(before, name) == _rows(after, name), name
+
+
+def test_each_domain_gets_the_losses_of_its_own_rows() -> None:
+    # Two documents of two domains batched together: each row carries its own aux and z
+    # loss, and a domain's token-weighted loss must be that of its rows, not the batch's mix.
+    rng = np.random.default_rng(3)
+    trace = random_trace(rng, batch=2, seq=12, num_experts=4)
+    n_layers = trace.num_layers
+    own_aux = np.array([[1.0, 3.0]] * n_layers, dtype=np.float32)
+    own_z = np.array([[2.0, 6.0]] * n_layers, dtype=np.float32)
+    trace = dataclasses.replace(trace, group_aux_loss=own_aux, group_z_loss=own_z)
+    layer = summarize(trace, np.array([0, 1]), NAMES, 4)["layer"]
+    for i, domain in enumerate(layer["domain"]):
+        row = NAMES.index(domain)
+        assert layer["aux_sum"][i] / layer["tokens"][i] == pytest.approx(own_aux[0, row]), domain
+        assert layer["z_sum"][i] / layer["tokens"][i] == pytest.approx(own_z[0, row]), domain

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from storage import bulk, queries, runs
+from storage.errors import NotFound
 from storage.ingest import (
     add_documents,
     delete_run,
@@ -188,7 +189,7 @@ def test_ingest_rejects_inconsistent_input(make_store) -> None:
     trace = _new_trace()
     with Session(engine) as session:
         register(session)
-        with pytest.raises(LookupError):
+        with pytest.raises(NotFound):
             ingest_run(session, model_name="nope", trace=trace, texts=list("abcde"), domains="d")
         with pytest.raises(ValueError, match="one text"):
             ingest_run(session, model_name=MODEL, trace=trace, texts=["a"], domains="d")

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from storage import jobs
+from storage.errors import NotFound
 
 
 def test_job_progress_is_recorded(make_store) -> None:
@@ -23,5 +24,5 @@ def test_job_progress_is_recorded(make_store) -> None:
         assert (failed.status, failed.error) == ("failed", "boom")
         assert [j.id for j in jobs.list_jobs(session, status="failed")] == [job.id]
         assert jobs.list_jobs(session, status="done") == []
-        with pytest.raises(LookupError):
+        with pytest.raises(NotFound):
             jobs.update_job(session, 999, done=1)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from sqlalchemy.orm import Session
 
 from storage import queries
+from storage.errors import NotFound
+from storage.ingest import ingest_run, register_model
 from storage.scope import Scope
 from tests.storage import reference
 from tests.storage.checks import ALL_CHECKS, close
-from tests.storage.conftest import MODEL
+from tests.storage.conftest import MODEL, VOCAB
+from tests.storage.traces import random_trace
 
 SCOPES = {
     # the model's pooled runs: "a" and "b", not the intervention runs, not the other model
@@ -78,9 +83,9 @@ def test_scope_errors(session, store) -> None:
         queries.expert_load(session, Scope())
     with pytest.raises(ValueError, match="one model"):
         queries.expert_load(session, Scope(runs=[ids["a"], ids["other"]]))
-    with pytest.raises(LookupError):
+    with pytest.raises(NotFound):
         queries.expert_load(session, Scope(runs=[10**6]))
-    with pytest.raises(LookupError):
+    with pytest.raises(NotFound):
         queries.expert_load(session, Scope(model="nope"))
     with pytest.raises(ValueError):
         queries.drops_by_position(session, Scope(model=MODEL), bucket_width=40)
@@ -95,3 +100,25 @@ def test_empty_selection_gives_undefined_values(session, store) -> None:
     assert all(math.isclose(r.router_entropy.baseline, math.log(6)) for r in result)
     balance = queries.balance(session, Scope(model=MODEL, domains=["absent"]))
     assert all(b.cv.value is None for b in balance)
+
+
+def test_one_expert_gives_defined_values_or_a_clear_error(make_store) -> None:
+    # E = 1 is a supported (dense) configuration: every token goes to expert 0 twice over.
+    engine = make_store()
+    trace = random_trace(np.random.default_rng(5), batch=3, seq=12, num_experts=1, vocab=VOCAB)
+    with Session(engine) as session, session.begin():
+        register_model(session, name="lone", num_experts=1, vocab_size=VOCAB)
+        ingest_run(session, model_name="lone", trace=trace, texts=["a", "b", "c"], domains="web")
+    scope = Scope(model="lone")
+    with Session(engine) as session:
+        for layer in queries.balance(session, scope):
+            # One expert taking all the load is the uniform load over one expert.
+            assert (layer.cv.value, layer.max_violation.value) == (0.0, 0.0)
+            assert (layer.load_entropy.value, layer.load_entropy.baseline) == (1.0, 1.0)
+        for layer in queries.consecutive_routing(session, scope):
+            assert layer.pairs > 0
+            assert (layer.same_top1.value, layer.same_top1.baseline) == (1.0, 1.0)
+            # Two top-2 sets of a single expert always intersect.
+            assert (layer.shared_top2.value, layer.shared_top2.baseline) == (1.0, 1.0)
+        with pytest.raises(ValueError, match="at least two experts"):
+            queries.coactivation(session, scope)

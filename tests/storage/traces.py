@@ -41,15 +41,17 @@ def random_trace(
 
     bias = rng.normal(0.0, 1.0, size=(n_layers, 1, 1, num_experts))
     logits = rng.normal(0.0, 1.5, size=(n_layers, batch, seq, num_experts)) + bias
-    logits[0, ..., num_experts - 1] = -np.inf  # a dead expert at the first MoE layer
+    if num_experts > 1:  # a dead expert at the first MoE layer (a lone expert cannot be)
+        logits[0, ..., num_experts - 1] = -np.inf
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     e1 = probs.argmax(-1)
     second = np.where(np.arange(num_experts) == e1[..., None], -1.0, probs)
-    e2 = second.argmax(-1)
+    e2 = second.argmax(-1)  # E = 1: the lone expert again, as the model reports it
     expert = np.stack([e1, e2], -1)
     prob = np.take_along_axis(probs, expert, -1).astype(np.float32)
     kept = rng.random((n_layers, batch, seq, 2)) > drop
+    prob[..., 1] *= num_experts > 1  # the model gives a repeated lone expert probability 0
     gate = prob / (prob.sum(-1, keepdims=True) + 1e-9) * kept
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.where(probs > 0, probs * np.log(probs), 0.0).sum(-1)
@@ -58,6 +60,12 @@ def random_trace(
     nll = rng.gamma(2.0, 1.5, size=(batch, seq)).astype(np.float32)
     last = seq - 1 - np.argmax(mask[:, ::-1], axis=1)  # last valid position of each row
     nll[np.arange(batch), last] = np.nan
+    # Each row's own losses, combined into the batch's as the model does: aux over the rows
+    # with tokens, z token-weighted. Rows differ, so a batch-level value mixes domains.
+    n_valid = mask.sum(-1).astype(np.float64)
+    has_tokens = (n_valid > 0).astype(np.float64)
+    group_aux = rng.uniform(1.0, 1.5, size=(n_layers, batch)) * has_tokens
+    group_z = rng.uniform(2.0, 4.0, size=(n_layers, batch)) * has_tokens
     return RoutingTrace(
         moe_layers=np.asarray(moe_layers, dtype=np.int32),
         tokens=tokens,
@@ -67,8 +75,10 @@ def random_trace(
         prob=np.where(valid[..., None], prob, np.nan).astype(np.float32),
         kept=kept & valid[..., None],
         entropy=np.where(valid, entropy, np.nan).astype(np.float32),
-        aux_loss=rng.uniform(1.0, 1.5, size=n_layers).astype(np.float32),
-        z_loss=rng.uniform(2.0, 4.0, size=n_layers).astype(np.float32),
+        aux_loss=(group_aux @ has_tokens / max(has_tokens.sum(), 1.0)).astype(np.float32),
+        z_loss=(group_z @ n_valid / max(n_valid.sum(), 1.0)).astype(np.float32),
         nll=np.where(mask, nll, np.nan).astype(np.float32),
         predicted=np.where(mask, rng.integers(0, vocab, size=(batch, seq)), 0).astype(np.int32),
+        group_aux_loss=group_aux.astype(np.float32),
+        group_z_loss=group_z.astype(np.float32),
     )

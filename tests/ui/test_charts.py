@@ -197,6 +197,18 @@ def test_loss_change_bars_colour_worse_domains_red():
     assert rule_baseline(rule) == 0.0
 
 
+def test_loss_change_bars_say_a_domain_without_a_scored_token_was_not_scored():
+    # A one-token text has no next token: no loss before or after, hence no change.
+    effects = [
+        s.DomainEffect(domain="solo", tokens=0, base_nll=None, ablated_nll=None, delta=None),
+        s.DomainEffect(domain="code", tokens=5, base_nll=2.0, ablated_nll=2.5, delta=0.5),
+    ]
+    bars, _ = charts.loss_change_bars(effects).layer
+    effect = dict(zip(bars.data["domain"], bars.data["effect"], strict=True))
+    assert effect == {"solo": "not scored", "code": "worse"}
+    spec(bars)  # still a valid chart
+
+
 def test_rerouting_bars_show_where_tokens_went_against_one_over_e():
     rerouting = s.Rerouting(
         layer=1, affected_tokens=8, changed_top1=0.3, new_experts=[0, 0.5, 0.5, 0]

@@ -87,3 +87,33 @@ def test_an_unreachable_api_is_a_message_not_a_traceback(open_page, page):
     assert not app.exception
     errors = [e.value for e in app.error]
     assert any("cannot reach the API at " + closed in e for e in errors), errors
+
+
+# What the service answers when one text is a single token: nothing of its domain is scored.
+ABLATION = {
+    "ablate": {"1": [0]},
+    "domains": [
+        {"domain": "solo", "tokens": 0, "base_nll": None, "ablated_nll": None, "delta": None},
+        {"domain": "user", "tokens": 4, "base_nll": 2.0, "ablated_nll": 2.5, "delta": 0.5},
+    ],
+    "rerouting": [{"layer": 1, "affected_tokens": 3, "changed_top1": 0.5,
+                   "new_experts": [0.0, 0.5, 0.5, 0.0]}],
+}  # fmt: skip
+
+
+def test_an_ablation_with_an_unscored_domain_is_shown_not_an_error(open_page, monkeypatch):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/v1/experiments/ablation":
+            return httpx.Response(200, json=ABLATION)
+        return empty_store(request)
+
+    fake = ApiClient("http://fake.test", transport=httpx.MockTransport(handler))
+    monkeypatch.setattr(ApiClient, "from_env", classmethod(lambda cls, environ=None: fake))
+    app = open_page("experiments", fake.base_url)
+    app.multiselect(key="ablate_1").set_value([0]).run()  # enables the button
+    app.text_area(key="ablation_texts").set_value("x\nsome longer text")
+    app = click(app, "Run the ablation")
+    assert_clean(app)
+    table = app.dataframe[0].value
+    assert list(table["domain"]) == ["solo", "user"]
+    assert table["nll before"].isna().tolist() == [True, False]
