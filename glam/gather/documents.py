@@ -94,7 +94,9 @@ def source_documents(
 
 
 def _key(source: Source, fetched: list[Package]) -> str:
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(source), sort_keys=True).encode())
+    # Every field of the entry but its cap, which is applied later, decides what it yields.
+    entry = {k: v for k, v in dataclasses.asdict(source).items() if k != "max_chars"}
+    digest = hashlib.sha256(json.dumps(entry, sort_keys=True).encode())
     for package in fetched:
         digest.update(package.sha256.encode())
     for module in (extractors, files, markup, pieces):
