@@ -18,13 +18,13 @@ from sqlalchemy.exc import OperationalError
 from backend import analysis, errors
 from backend import jobs as job_logic
 from backend.batching import Batcher
-from backend.deps import AppState
+from backend.deps import AppState, ReadAccess
 from backend.jobs import JobRunner
 from backend.limits import BodySizeLimit
 from backend.metrics import Metrics
 from backend.registry import ModelRegistry
 from backend.routes import analyze, experiments, experts, generate, health, jobs, model, runs, stats
-from backend.schemas import DATABASE_DOWN
+from backend.schemas import DATABASE_DOWN, KEY_REQUIRED
 from backend.settings import Settings
 from storage import db
 from storage import jobs as job_store
@@ -124,8 +124,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ).observe(time.perf_counter() - started)
         return response
 
-    for module in (health, model, analyze, generate, runs, jobs, stats, experts, experiments):
-        # Runs and jobs live in the database: every one of their routes may answer 503.
-        database = module in (runs, jobs)
-        app.include_router(module.router, responses=DATABASE_DOWN if database else None)
+    app.include_router(health.router)  # operators' probes: open whatever the key
+    for module in (model, analyze, generate, runs, jobs, stats, experts, experiments):
+        # Everything under /v1 holds or computes users' texts: with a key set, reads need it
+        # too (Settings.protect_reads); writes and compute also declare WriteAccess.
+        responses = dict(KEY_REQUIRED)
+        if module in (runs, jobs):  # they live in the database: every route may answer 503
+            responses.update(DATABASE_DOWN)
+        app.include_router(module.router, dependencies=[ReadAccess], responses=responses)
     return app

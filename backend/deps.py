@@ -88,10 +88,21 @@ def get_writer_session(state: StateDep) -> Iterator[Session]:
 WriterSessionDep = Annotated[Session, Depends(get_writer_session)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+KeyHeader = Annotated[str | None, Security(_api_key_header)]
 
 
-def require_api_key(state: StateDep, key: Annotated[str | None, Security(_api_key_header)]) -> None:
+def require_api_key(state: StateDep, key: KeyHeader) -> None:
     """Writes and model compute need the key when one is configured."""
+    _check_key(state, key)
+
+
+def require_read_key(state: StateDep, key: KeyHeader) -> None:
+    """Reads need the key too when one is configured, unless `protect_reads` is off."""
+    if state.settings.protect_reads:
+        _check_key(state, key)
+
+
+def _check_key(state: AppState, key: str | None) -> None:
     expected = state.settings.api_key
     if expected is None:
         return
@@ -105,3 +116,4 @@ def require_api_key(state: StateDep, key: Annotated[str | None, Security(_api_ke
 
 
 WriteAccess = Depends(require_api_key)
+ReadAccess = Depends(require_read_key)  # on every /v1 router (backend/app.py)

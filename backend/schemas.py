@@ -33,6 +33,7 @@ class InvalidInput(BaseModel):
 BAD_BODY = {400: {"model": Problem, "description": "the body could not be parsed (not UTF-8?)"}}
 INVALID = {422: {"model": InvalidInput, "description": "invalid input, with what to fix"}}
 DATABASE_DOWN = {503: {"model": Problem, "description": "database unavailable; retry shortly"}}
+KEY_REQUIRED = {401: {"model": Problem, "description": "API key required (X-API-Key)"}}
 
 
 class AnalyzeRequest(BaseModel):

@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="when set, writes and model compute need X-API-Key"
     )
+    # Stored runs hold users' texts: with a key set, reading them needs it too unless this is
+    # turned off (a lab that shares its results but not its compute).
+    protect_reads: bool = Field(
+        default=True,
+        description="with api_key set, every /v1 read (runs, their documents and exports, "
+        "statistics, jobs, the model card) needs X-API-Key too; false leaves reads open. "
+        "/healthz, /readyz and /metrics are always open",
+    )
     max_tokens_per_text: int | None = Field(
         default=None, ge=1, description="default: the model's max_len"
     )

@@ -95,19 +95,31 @@ def test_model_card(client):
     assert card["max_tokens_per_text"] == 64
 
 
-def test_api_key_guards_writes_and_compute_not_reads(make_client):
+def test_api_key_guards_writes_compute_and_reads_of_stored_texts(make_client):
     client = make_client(api_key="s3cret")
+    key = {"X-API-Key": "s3cret"}
     payload = {"texts": ["hello"]}
     assert client.post("/v1/analyze", json=payload).status_code == 401
     wrong = client.post("/v1/analyze", json=payload, headers={"X-API-Key": "nope"})
     assert wrong.status_code == 401 and "X-API-Key" in wrong.json()["detail"]
-    ok = client.post("/v1/analyze", json=payload, headers={"X-API-Key": "s3cret"})
+    ok = client.post("/v1/analyze", json=payload, headers=key)
     assert ok.status_code == 200
     run_id = ok.json()["run_id"]
-    assert client.get(f"/v1/runs/{run_id}").status_code == 200  # reads are open
+    for read in (f"/v1/runs/{run_id}/tokens", f"/v1/runs/{run_id}/export", "/v1/stats/load"):
+        assert client.get(read).status_code == 401, read  # the stored texts are private
+        assert client.get(read, headers=key).status_code == 200, read
+    assert client.get("/healthz").status_code == 200  # the probes need no secret
     assert client.delete(f"/v1/runs/{run_id}").status_code == 401
     assert client.post("/v1/jobs", data={"corpus": "builtin"}).status_code == 401
-    assert client.delete(f"/v1/runs/{run_id}", headers={"X-API-Key": "s3cret"}).status_code == 204
+    assert client.delete(f"/v1/runs/{run_id}", headers=key).status_code == 204
+
+
+def test_protect_reads_off_leaves_reads_open_and_writes_guarded(make_client):
+    client = make_client(api_key="s3cret", protect_reads=False)
+    ok = client.post("/v1/analyze", json={"texts": ["hello"]}, headers={"X-API-Key": "s3cret"})
+    run_id = ok.json()["run_id"]
+    assert client.get(f"/v1/runs/{run_id}/tokens").status_code == 200
+    assert client.delete(f"/v1/runs/{run_id}").status_code == 401
 
 
 def test_blank_api_key_is_refused_and_empty_means_none():

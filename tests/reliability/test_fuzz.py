@@ -45,9 +45,9 @@ CONFORMANCE = [
     content_type_conformance,
     response_schema_conformance,
 ]
-# The service as it runs on a shared machine: writes and model compute need this key. Every
-# generated request carries it, so the fuzzing reaches the routes behind it (a wrong or missing
-# key is test_hostile's).
+# The service as it runs on a shared machine: every /v1 route (writes, model compute, reads of
+# stored texts) needs this key. Every generated request carries it, so the fuzzing reaches the
+# routes behind it (a wrong or missing key is test_hostile's).
 API_KEY = "fuzz-key"
 # Invalid input must be refused; only asked of negative cases (a valid one may be a 404).
 REJECTION = [*CONFORMANCE, negative_data_rejection]
@@ -64,7 +64,7 @@ def api_schema(tmp_path_factory, small_config, tokenizer, corpus_path):
     log, port = root / "api.log", stack.free_port()
     with stack.api_process(model_dir, database, log, port, api_key=API_KEY) as url:
         # Statistics over stored runs answer more than "empty": let the first-start job finish.
-        stack.wait_for_jobs(url)
+        stack.wait_for_jobs(url, api_key=API_KEY)
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
 
 

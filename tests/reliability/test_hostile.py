@@ -12,7 +12,9 @@ every table before and after):
 - HTML and script in analysed text, shown by the real dashboard in Chromium (as text; no
   script runs);
 - checkpoint names that try path traversal (422; only registered checkpoints are ever loaded);
-- a wrong or missing API key (401 on writes and model compute, reads stay open);
+- a wrong or missing API key (401 on every /v1 route: writes, model compute and reads of
+  stored texts; with protect_reads off, 401 on writes and compute only; the health, readiness
+  and metrics probes always open);
 - CORS (only the dashboard's origin is allowed).
 
 Most tests use the app in-process (TestClient: the same app, its lifespan, a real database);
@@ -74,11 +76,12 @@ def model_dir(tmp_path_factory, small_config, tokenizer, corpus_path) -> Path:
 
 
 @contextlib.contextmanager
-def _service(model_dir: Path, database_url: str) -> Iterator[TestClient]:
+def _service(model_dir: Path, database_url: str, **overrides: object) -> Iterator[TestClient]:
     """The app with a key configured and a 1 MiB body limit; a 500 is a response, not raised."""
     settings = stack.app_settings(
-        model_dir, database_url, analyze_builtin_on_start=False, api_key=KEY, max_body_bytes=LIMIT
-    )
+        model_dir, database_url, analyze_builtin_on_start=False, api_key=KEY,
+        max_body_bytes=LIMIT, **overrides,
+    )  # fmt: skip
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
@@ -97,7 +100,7 @@ def live_api(model_dir, tmp_path_factory) -> Iterator[str]:
     database = f"sqlite:///{root / 'api.sqlite'}"
     log, port = root / "api.log", stack.free_port()
     with stack.api_process(model_dir, database, log, port, api_key=KEY) as url:
-        stack.wait_for_jobs(url)
+        stack.wait_for_jobs(url, api_key=KEY)
         yield url
 
 
@@ -157,7 +160,7 @@ class Statuses:
 def wait_for_job(client: TestClient, job_id: int, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+        job = client.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
         if job["status"] in ("done", "failed", "cancelled"):
             return job
         time.sleep(0.1)
@@ -330,18 +333,19 @@ def store_service(request, service, model_dir) -> Iterator[TestClient]:
 def _inject_reads(calls: Statuses, value: str, run_id: int) -> None:
     """Every read that takes a string: the value as domain filter and as model name."""
     domain = {"domain": value}
-    stored = calls.call("GET", f"/v1/runs/{run_id}", op="GET /v1/runs/{id}").json()
-    assert stored["domains"] == [value]
+    stored = calls.call("GET", f"/v1/runs/{run_id}", op="GET /v1/runs/{id}", headers=AUTH)
+    assert stored.json()["domains"] == [value]
     for path in ("/v1/stats/domains", "/v1/stats/loss", "/v1/stats/load", "/v1/experts/1/0"):
-        response = calls.call("GET", path, params=domain)
+        response = calls.call("GET", path, params=domain, headers=AUTH)
         assert response.status_code == 200, (path, response.text)
-    by_domain = calls.client.get("/v1/stats/loss", params={**domain, "run_id": run_id}).json()
+    by_domain = calls.client.get(
+        "/v1/stats/loss", params={**domain, "run_id": run_id}, headers=AUTH
+    ).json()
     assert [d["domain"] for d in by_domain] == [value]
-    model = calls.call(
-        "GET", "/v1/stats/load", op="GET /v1/stats/load?model=", params={"model": value}
-    )
+    model = calls.call("GET", "/v1/stats/load", op="GET /v1/stats/load?model=",
+                       params={"model": value}, headers=AUTH)  # fmt: skip
     assert model.status_code == 404 and value in model.json()["detail"]
-    runs = calls.call("GET", "/v1/runs", params={"model": value})
+    runs = calls.call("GET", "/v1/runs", params={"model": value}, headers=AUTH)
     assert runs.status_code == 200 and runs.json()["runs"] == []
 
 
@@ -352,7 +356,9 @@ def _inject_writes(calls: Statuses, value: str) -> int:
     stored = calls.call("POST", "/v1/analyze", json=body, headers=AUTH)
     assert stored.status_code == 200, stored.text
     run_id = stored.json()["run_id"]
-    documents = calls.call("GET", f"/v1/runs/{run_id}/tokens", op="GET /v1/runs/{id}/tokens").json()
+    documents = calls.call(
+        "GET", f"/v1/runs/{run_id}/tokens", op="GET /v1/runs/{id}/tokens", headers=AUTH
+    ).json()
     assert [(d["document"]["text"], d["document"]["domain"]) for d in documents] == [
         (t, value) for t in texts
     ]
@@ -384,7 +390,9 @@ def test_sql_injection_strings_are_stored_verbatim_and_change_nothing(store_serv
     calls.seen["POST /v1/jobs (upload)"][started.status_code] += 1
     job = wait_for_job(client, started.json()["job_id"])
     assert job["status"] == "done", job
-    documents = client.get(f"/v1/runs/{job['run_id']}/tokens", params={"limit": 50}).json()
+    documents = client.get(
+        f"/v1/runs/{job['run_id']}/tokens", params={"limit": 50}, headers=AUTH
+    ).json()
     assert [(d["document"]["text"], d["document"]["domain"]) for d in documents] == [
         (r["text"], r["domain"]) for r in records
     ]
@@ -452,7 +460,8 @@ def test_checkpoint_names_that_traverse_paths_are_refused(
             assert response.status_code == 422, (name, field, response.text)
             assert "unknown checkpoint" in response.json()["detail"]
     for url in ("/v1/runs/..%2F..%2Fetc%2Fpasswd", "/v1/experts/%2e%2e/0", "/v1/runs/%2e%2e"):
-        assert calls.call("GET", url, op="GET (encoded .. in the path)").status_code in (404, 422)
+        response = calls.call("GET", url, op="GET (encoded .. in the path)", headers=AUTH)
+        assert response.status_code in (404, 422), (url, response.text)
     # The registered names still work, and load only what the registry names.
     early = calls.call("POST", "/v1/analyze", json={"texts": ["hi"], "checkpoint": "early"},
                        headers=AUTH)  # fmt: skip
@@ -484,7 +493,7 @@ def _writes(client: TestClient) -> dict[str, Callable[[dict], httpx.Response]]:
         "POST /v1/analyze": lambda h: client.post("/v1/analyze", json=texts, headers=h),
         "POST /v1/generate": lambda h: client.post("/v1/generate", json={"prompt": "a"}, headers=h),
         "POST /v1/jobs": lambda h: client.post("/v1/jobs", data={"limit": "1"}, headers=h),
-        "POST /v1/jobs/{id}/cancel": lambda h: client.post(
+        "POST /v1/jobs/{job_id}/cancel": lambda h: client.post(
             f"/v1/jobs/{job['job_id']}/cancel", headers=h
         ),
         "POST /v1/experiments/ablation": lambda h: client.post(
@@ -494,8 +503,48 @@ def _writes(client: TestClient) -> dict[str, Callable[[dict], httpx.Response]]:
             "/v1/experiments/saturation", json=texts, headers=h
         ),
         # Last: with the right key it deletes the run.
-        "DELETE /v1/runs/{id}": lambda h: client.delete(f"/v1/runs/{run_id}", headers=h),
+        "DELETE /v1/runs/{run_id}": lambda h: client.delete(f"/v1/runs/{run_id}", headers=h),
     }
+
+
+STATISTICS = ["load", "balance", "domains", "loss", "coactivation", "consecutive", "transitions",
+              "positions"]  # fmt: skip
+
+
+def _reads(client: TestClient) -> dict[str, Callable[[dict], httpx.Response]]:
+    """Every route that only reads, as a call taking the headers to send. They read a stored
+    run of their own: its texts, tokens and statistics are what the key keeps private."""
+    stored = client.post("/v1/analyze", json={"texts": ["private", "notes"]}, headers=AUTH)
+    run_id = stored.json()["run_id"]
+    job_id = client.get("/v1/jobs", headers=AUTH).json()[0]["job_id"]
+    run, scope = f"/v1/runs/{run_id}", {"run_id": run_id}
+
+    def get(path: str, **params: object) -> Callable[[dict], httpx.Response]:
+        return lambda headers: client.get(path, params=params, headers=headers)
+
+    return {
+        "GET /v1/model": get("/v1/model"),
+        "GET /v1/runs": get("/v1/runs"),
+        "GET /v1/runs/{run_id}": get(run),
+        "GET /v1/runs/{run_id}/tokens": get(f"{run}/tokens"),
+        "GET /v1/runs/{run_id}/export": get(f"{run}/export", format="parquet"),
+        "GET /v1/jobs": get("/v1/jobs"),
+        "GET /v1/jobs/{job_id}": get(f"/v1/jobs/{job_id}"),
+        **{f"GET /v1/stats/{name}": get(f"/v1/stats/{name}", **scope) for name in STATISTICS},
+        "GET /v1/stats/vocab": get("/v1/stats/vocab", expert=0, min_count=1, **scope),
+        "GET /v1/stats/saturation": get("/v1/stats/saturation", run_a=run_id, run_b=run_id),
+        "GET /v1/experts/{layer}/{expert}": get("/v1/experts/1/0", **scope),
+    }
+
+
+# Operators' probes: open whatever the key, so that health checks need no secret.
+PROBES = ["GET /healthz", "GET /readyz", "GET /metrics"]
+
+
+def _operations(client: TestClient) -> set[str]:
+    """Every operation the service documents (what the fuzzing walks too)."""
+    paths = client.app.openapi()["paths"]
+    return {f"{method.upper()} {path}" for path, methods in paths.items() for method in methods}
 
 
 WRONG_KEYS = {
@@ -507,40 +556,78 @@ WRONG_KEYS = {
     "a prefix of the key": {"X-API-Key": KEY[:-1]},
     "key as a bearer token": {"Authorization": f"Bearer {KEY}"},
 }
-READS = ["/v1/model", "/v1/runs", "/v1/jobs", "/v1/stats/load", "/v1/stats/domains", "/healthz"]
 
 
-def test_a_wrong_or_missing_api_key_is_401_on_writes_and_reads_stay_open(service):
-    writes = _writes(service)
-    # The job _writes queued must be done before the rows are counted (it writes a run).
-    wait_for_job(service, service.get("/v1/jobs").json()[0]["job_id"])
+def _routes(client: TestClient) -> tuple[dict, dict]:
+    """(writes, reads) of `client`'s service, once the job the writes queued is done (it
+    writes a run: rows are counted after it); together with PROBES, every route."""
+    writes = _writes(client)
+    wait_for_job(client, client.get("/v1/jobs", headers=AUTH).json()[0]["job_id"])
+    reads = _reads(client)
+    assert set(PROBES) | writes.keys() | reads.keys() == _operations(client)  # none left out
+    return writes, reads
+
+
+def test_with_a_key_set_every_v1_route_needs_it_and_only_the_probes_are_open(service):
+    writes, reads = _routes(service)
     before = rows(service)
     refused: collections.Counter = collections.Counter()
     for what, headers in WRONG_KEYS.items():
-        for op, send in writes.items():
+        for op, send in {**reads, **writes}.items():
             response = send(headers)
             refused[response.status_code] += 1
             assert response.status_code == 401, (what, op, response.text)
             assert "X-API-Key" in response.json()["detail"]
             assert response.headers["WWW-Authenticate"] == "APIKey"
     unchanged = rows(service) == before
-    reads = {path: service.get(path).status_code for path in READS}
+    # Refused before anything is looked up: without the key, no answer says a run exists.
+    unknown_run = service.get("/v1/runs/987654321/tokens").status_code
+    probes = {op: service.get(op.split()[1]).status_code for op in PROBES}
+    read = {op: send(AUTH).status_code for op, send in reads.items()}
     allowed = {op: send(AUTH).status_code for op, send in writes.items()}
-    assert unchanged and set(reads.values()) == {200}
+    assert unchanged and unknown_run == 401
+    assert set(probes.values()) == {200} and set(read.values()) == {200}, (probes, read)
     # The job was done before the cancel: 409 says "already done", past the key check.
     assert all(200 <= code < 300 for op, code in allowed.items() if "cancel" not in op)
-    assert allowed["POST /v1/jobs/{id}/cancel"] in (200, 409)
+    assert allowed["POST /v1/jobs/{job_id}/cancel"] in (200, 409)
     observations.record(
         "hostile: API key",
-        f"with GLAMLAB_API_KEY set: {len(writes)} write and compute routes, each with "
-        f"{len(WRONG_KEYS)} wrong keys ({', '.join(WRONG_KEYS)}); then {len(READS)} reads "
-        "without a key, and every write with the right key",
+        f"with GLAMLAB_API_KEY set (reads protected, the default): every route of the OpenAPI "
+        f"schema; the {len(reads)} reads and {len(writes)} write and compute routes each with "
+        f"{len(WRONG_KEYS)} wrong keys ({', '.join(WRONG_KEYS)}); an unknown run without a "
+        f"key; the {len(PROBES)} probes without a key; then every read and write with the key",
         {
+            "routes": f"{len(_operations(service))}: {len(reads)} reads, {len(writes)} writes "
+            f"and compute, {len(PROBES)} probes",
             "wrong-key requests": sum(refused.values()),
             "their status codes": dict(refused),
             "rows changed by them": "none" if unchanged else "some",
-            "reads without a key": " ".join(f"{c}" for c in reads.values()),
-            "writes with the right key": {op: code for op, code in allowed.items()},
+            "unknown run without a key": unknown_run,
+            "probes without a key": probes,
+            "reads with the key": dict(collections.Counter(read.values())),
+            "writes with the right key": allowed,
+        },
+    )
+
+
+def test_with_protect_reads_off_reads_are_open_and_writes_still_need_the_key(model_dir, tmp_path):
+    database = f"sqlite:///{tmp_path / 'open-reads.sqlite'}"
+    with _service(model_dir, database, protect_reads=False) as client:
+        writes, reads = _routes(client)
+        before = rows(client)
+        read = {op: send({}).status_code for op, send in reads.items()}
+        refused = {op: send({}).status_code for op, send in writes.items()}
+        unchanged = rows(client) == before
+    assert set(read.values()) == {200}, read
+    assert set(refused.values()) == {401} and unchanged, refused
+    observations.record(
+        "hostile: API key, reads left open",
+        f"with GLAMLAB_API_KEY set and GLAMLAB_PROTECT_READS=false: the {len(reads)} reads "
+        f"and the {len(writes)} write and compute routes without a key",
+        {
+            "reads without a key": dict(collections.Counter(read.values())),
+            "writes without a key": dict(collections.Counter(refused.values())),
+            "rows changed by them": "none" if unchanged else "some",
         },
     )
 
@@ -564,7 +651,7 @@ def _cors(client: TestClient, origin: str) -> tuple[int, str | None, int, str | 
             "Access-Control-Request-Headers": "content-type,x-api-key",
         },
     )
-    simple = client.get("/v1/model", headers={"Origin": origin})
+    simple = client.get("/v1/model", headers={"Origin": origin, **AUTH})
     allow = "access-control-allow-origin"
     return (
         preflight.status_code,
@@ -584,8 +671,8 @@ def test_cors_admits_only_the_dashboard_origin(service):
         assert seen[origin] == (400, None, 200, None), (origin, seen[origin])
     observations.record(
         "hostile: CORS",
-        "a preflight (POST /v1/analyze with Content-Type and X-API-Key) and a simple GET "
-        f"/v1/model from the dashboard's origins ({', '.join(DASHBOARD_ORIGINS)}) and from "
+        "a preflight (POST /v1/analyze with Content-Type and X-API-Key) and a GET /v1/model "
+        f"(with the key) from the dashboard's origins ({', '.join(DASHBOARD_ORIGINS)}) and from "
         f"{len(OTHER_ORIGINS)} others ({', '.join(OTHER_ORIGINS)})",
         {
             origin: f"preflight {p} allow-origin {a or '-'}; GET {s} allow-origin {sa or '-'}"
@@ -606,7 +693,7 @@ INJECTED = """() => document.querySelectorAll("img[src='x']").length
 @pytest.fixture(scope="module")
 def dashboard(live_api, tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("hostile-ui") / "ui.log"
-    with stack.dashboard_process(live_api, log) as url:
+    with stack.dashboard_process(live_api, log, api_key=KEY) as url:  # its reads need it
         yield url
 
 

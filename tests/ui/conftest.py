@@ -38,11 +38,15 @@ def _fresh_caches() -> None:
 
 @pytest.fixture
 def open_page(monkeypatch) -> Iterator[Callable[..., AppTest]]:
-    """open_page(page, api_url) -> an AppTest that has run `pages/<page>.py` against the API."""
+    """open_page(page, api_url, api_key=None) -> an AppTest that has run `pages/<page>.py`
+    against the API, the dashboard configured with that key (GLAMLAB_API_KEY) or none."""
 
-    def open_(page: str, api_url: str) -> AppTest:
+    def open_(page: str, api_url: str, api_key: str | None = None) -> AppTest:
         monkeypatch.setenv("GLAMLAB_API_URL", api_url)
-        monkeypatch.delenv("GLAMLAB_API_KEY", raising=False)
+        if api_key is None:
+            monkeypatch.delenv("GLAMLAB_API_KEY", raising=False)
+        else:
+            monkeypatch.setenv("GLAMLAB_API_KEY", api_key)
         _fresh_caches()
         app = AppTest.from_file(str(APP), default_timeout=PAGE_TIMEOUT_S)
         app.run()

@@ -72,11 +72,17 @@ def _ready(url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
-def wait_for_jobs(api_url: str, timeout: float = START_TIMEOUT_S) -> None:
+def wait_for_jobs(
+    api_url: str, timeout: float = START_TIMEOUT_S, api_key: str | None = None
+) -> None:
     """Until every job (the built-in corpus analysis of the first start) has finished."""
+    headers = {"X-API-Key": api_key} if api_key else {}
 
     def finished() -> bool:
-        jobs = httpx.get(f"{api_url}/v1/jobs", timeout=5).json()
+        response = httpx.get(f"{api_url}/v1/jobs", headers=headers, timeout=5)
+        if response.status_code == 401:  # not worth waiting for: the test forgot the key
+            raise RuntimeError(f"GET /v1/jobs needs the API key: {response.text}")
+        jobs = response.json()
         return bool(jobs) and all(j["status"] in ("done", "failed", "cancelled") for j in jobs)
 
     wait_until(finished, timeout, "the built-in corpus analysis")
@@ -103,13 +109,14 @@ def app_settings(model_dir: Path, database_url: str, **overrides: object):
 
 
 @contextlib.contextmanager
-def api_in_thread(model_dir: Path, database_url: str) -> Iterator[str]:
-    """The API served by uvicorn in a thread of this process; yields its base URL."""
+def api_in_thread(model_dir: Path, database_url: str, **overrides: object) -> Iterator[str]:
+    """The API served by uvicorn in a thread of this process (Settings `overrides`, e.g. an
+    api_key); yields its base URL."""
     import uvicorn
 
     from backend.app import create_app
 
-    settings = app_settings(model_dir, database_url)
+    settings = app_settings(model_dir, database_url, **overrides)
     port = free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
@@ -169,13 +176,16 @@ def api_process(
 
 
 @contextlib.contextmanager
-def dashboard_process(api_url: str, log: Path) -> Iterator[str]:
-    """The dashboard as `glamlab ui` starts it (ui.cli's streamlit command) on a free port."""
+def dashboard_process(api_url: str, log: Path, api_key: str | None = None) -> Iterator[str]:
+    """The dashboard as `glamlab ui` starts it (ui.cli's streamlit command) on a free port;
+    it sends `api_key` (GLAMLAB_API_KEY) when given."""
     from ui.cli import streamlit_command
 
     port = free_port()
     env = _env(GLAMLAB_API_URL=api_url)
     env.pop("GLAMLAB_API_KEY", None)
+    if api_key is not None:
+        env["GLAMLAB_API_KEY"] = api_key
     with _process(streamlit_command(port, "127.0.0.1"), env, log) as process:
         url = f"http://127.0.0.1:{port}"
         _wait_alive(process, lambda: _ready(f"{url}/_stcore/health"), "the dashboard", log)

@@ -69,6 +69,18 @@ def test_writes_carry_the_api_key_and_a_json_body():
     assert body["ablate"] == {"1": [0, 2]} and body["capacity_factor"] == 0.5
 
 
+def test_reads_carry_the_api_key_too():
+    # A key-protected API refuses reads without it: stored texts, exports, statistics.
+    seen, handler = recording(httpx.Response(200, json={"runs": [], "next_cursor": None}))
+    client = client_for(handler, api_key="secret")
+    client.runs()
+    client.export_run(3)
+    with pytest.raises(ApiError):  # the canned answer is no document list; the request counts
+        client.run_tokens(3)
+    assert [r.url.path for r in seen] == ["/v1/runs", "/v1/runs/3/export", "/v1/runs/3/tokens"]
+    assert all(r.method == "GET" and r.headers["X-API-Key"] == "secret" for r in seen)
+
+
 def test_a_server_error_is_raised_with_its_detail():
     _, handler = recording(httpx.Response(404, json={"detail": "no run 99"}))
     with pytest.raises(ApiError) as caught:
