@@ -39,4 +39,5 @@ reliability: install
 bench: install
 	$(BIN)/python bench/forward.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/generate.py
 	$(BIN)/python -m bench.jobs
