@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from glam.buckets import length_bucket
 from glam.model import Glam, forward
 from glam.trace import RoutingTrace
-
-MIN_LENGTH_BUCKET = 16
 
 log = logging.getLogger("glamlab")
 
@@ -40,10 +39,6 @@ class RouteRequest:
     ablate: tuple[tuple[int, tuple[int, ...]], ...] = ()
     capacity_factor: float | None = None
     router_probs: bool = False
-
-
-def length_bucket(length: int, max_len: int) -> int:
-    return min(max_len, max(MIN_LENGTH_BUCKET, 1 << math.ceil(math.log2(max(length, 1)))))
 
 
 def rows_bucket(rows: int) -> int:

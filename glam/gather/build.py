@@ -138,7 +138,7 @@ def _chars(docs: list[Document]) -> int:
 
 def _cap(docs: list[Document], max_chars: int | None, salt: str) -> list[Document]:
     """At most `max_chars` of `docs`, taken in a seeded-hash order of their sources."""
-    if max_chars is None or sum(len(d.text) for d in docs) <= max_chars:
+    if max_chars is None or _chars(docs) <= max_chars:
         return docs
     chosen, total = [], 0
     for doc in sorted(docs, key=lambda d: unit_hash(d.source, salt)):
