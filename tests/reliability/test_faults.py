@@ -331,6 +331,7 @@ SHORT_HOLD_S = 1.0  # a foreign writer's lock shorter than the busy timeout: wri
 LONG_HOLD_S = 6.0  # longer than it: writers give up with 503
 WRITERS = 8
 JOB_RECORDS = 200
+JOB_CHUNK = 4  # documents per job commit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,8 +378,11 @@ class LockedWriters:
         return sum(a.status == 200 and a.started > after for a in self.answers)
 
 
-def _hold_write_lock(path: Path, seconds: float, note: str) -> tuple[float, float]:
+def _hold_write_lock(
+    path: Path, seconds: float, note: str, on_locked: Callable[[], None] = lambda: None
+) -> tuple[float, float]:
     """A writer outside the API: take the write lock, write, hold it `seconds`, commit.
+    `on_locked` runs once the lock is held.
 
     Returns the window (perf_counter) in which it held the lock.
     """
@@ -389,6 +393,7 @@ def _hold_write_lock(path: Path, seconds: float, note: str) -> tuple[float, floa
         connection.execute("BEGIN IMMEDIATE")  # waits (busy timeout 30 s) for the API's writers
         taken = time.perf_counter()
         connection.execute("INSERT INTO reliability_probe (note) VALUES (?)", (note,))
+        on_locked()
         time.sleep(seconds)  # the point of the test: a lock held this long
         connection.execute("COMMIT")
         return taken, time.perf_counter()
@@ -397,12 +402,17 @@ def _hold_write_lock(path: Path, seconds: float, note: str) -> tuple[float, floa
 
 
 def _lock_twice(
-    load: LockedWriters, path: Path, stop: threading.Event, job_running: Callable[[], bool]
+    load: LockedWriters,
+    path: Path,
+    stop: threading.Event,
+    job_running: Callable[[], bool],
+    release_job: threading.Event,
 ) -> dict[str, tuple[float, float]]:
     """Hold the write lock for longer than the busy timeout, then briefly; writes between.
 
-    The long lock comes first, as soon as the job has committed a chunk, so that it certainly
-    falls in the middle of the job.
+    The long lock comes first, once the job has committed a chunk; the job is held (see
+    `_hold_the_job`) until the long lock is taken, so the lock falls in the middle of the job
+    however fast or slow the machine is.
     """
     windows: dict[str, tuple[float, float]] = {}
     since = 0.0
@@ -413,9 +423,30 @@ def _lock_twice(
             return stop.is_set() or (writes and (name != "long" or job_running()))
 
         live.poll_until(ready, 60, f"writes before the {name} lock")
-        windows[name] = _hold_write_lock(path, hold, name)
+        on_locked = release_job.set if name == "long" else (lambda: None)
+        windows[name] = _hold_write_lock(path, hold, name, on_locked)
         since = windows[name][1]
     return windows
+
+
+def _hold_the_job(monkeypatch: pytest.MonkeyPatch, at_document: int) -> threading.Event:
+    """Stop the corpus job before it analyses the chunk that starts at `at_document`, until
+    the returned event is set: the chunks before it are committed (or committing) by then."""
+    from backend.jobs import JobRunner
+
+    release = threading.Event()
+    analyse = JobRunner._analyse
+    held = {"done": False}
+
+    def held_analyse(runner: JobRunner, batch: list[dict[str, str]]) -> object:
+        if not held["done"] and batch and batch[0]["text"].endswith(f"doc{at_document:05d}"):
+            held["done"] = True
+            if not release.wait(120):
+                raise AssertionError("the test never released the job")
+        return analyse(runner, batch)
+
+    monkeypatch.setattr(JobRunner, "_analyse", held_analyse)
+    return release
 
 
 def _locked_runs(database_url: str) -> list[tuple]:
@@ -436,9 +467,10 @@ def test_sqlite_concurrent_writers_wait_for_the_lock_and_a_long_lock_gives_503(
     path = tmp_path / "api.sqlite"
     database_url = f"sqlite:///{path}"
     monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS)
-    monkeypatch.setenv("GLAMLAB_JOB_CHUNK_DOCUMENTS", "4")
+    monkeypatch.setenv("GLAMLAB_JOB_CHUNK_DOCUMENTS", str(JOB_CHUNK))
     monkeypatch.setenv("GLAMLAB_ANALYZE_BUILTIN_ON_START", "false")
     upload = "\n".join(json.dumps(r, ensure_ascii=False) for r in _corpus(JOB_RECORDS)).encode()
+    release_job = _hold_the_job(monkeypatch, at_document=3 * JOB_CHUNK)
 
     with stack.api_in_thread(model_dir, database_url) as url:
         probe_engine = db.make_engine(database_url)
@@ -462,7 +494,7 @@ def test_sqlite_concurrent_writers_wait_for_the_lock_and_a_long_lock_gives_503(
             return progress["long"] > 0
 
         with live.clients(WRITERS, load.client) as stop:
-            windows = _lock_twice(load, path, stop, job_running)
+            windows = _lock_twice(load, path, stop, job_running, release_job)
             live.poll_until(
                 lambda: load.successes(after=windows["short"][1]) >= WRITERS or stop.is_set(),
                 60,
