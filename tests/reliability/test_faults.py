@@ -331,7 +331,7 @@ SHORT_HOLD_S = 1.0  # a foreign writer's lock shorter than the busy timeout: wri
 LONG_HOLD_S = 6.0  # longer than it: writers give up with 503
 WRITERS = 8
 JOB_RECORDS = 200
-JOB_CHUNK = 4  # documents per job commit
+LOCKED_JOB_CHUNK = 4  # documents per commit of the job beside the locks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -467,10 +467,10 @@ def test_sqlite_concurrent_writers_wait_for_the_lock_and_a_long_lock_gives_503(
     path = tmp_path / "api.sqlite"
     database_url = f"sqlite:///{path}"
     monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS)
-    monkeypatch.setenv("GLAMLAB_JOB_CHUNK_DOCUMENTS", str(JOB_CHUNK))
+    monkeypatch.setenv("GLAMLAB_JOB_CHUNK_DOCUMENTS", str(LOCKED_JOB_CHUNK))
     monkeypatch.setenv("GLAMLAB_ANALYZE_BUILTIN_ON_START", "false")
     upload = "\n".join(json.dumps(r, ensure_ascii=False) for r in _corpus(JOB_RECORDS)).encode()
-    release_job = _hold_the_job(monkeypatch, at_document=3 * JOB_CHUNK)
+    release_job = _hold_the_job(monkeypatch, at_document=3 * LOCKED_JOB_CHUNK)
 
     with stack.api_in_thread(model_dir, database_url) as url:
         probe_engine = db.make_engine(database_url)
