@@ -71,9 +71,9 @@ def route_request(
     return RouteRequest(
         checkpoint=checkpoint,
         ablate=freeze_ablation(dict(ablate) if ablate else None),
-        # Each distinct factor compiles its own programs: two decimals are plenty for a
-        # what-if, and bound the compile cache.
-        capacity_factor=None if capacity_factor is None else round(capacity_factor, 2) or 0.01,
+        # Any factor reuses the compiled programs (only the buffer's power of two is
+        # static: docs/ROUTING.md), so it is honoured as sent.
+        capacity_factor=capacity_factor,
         router_probs=router_probs,
     )
 

@@ -172,10 +172,17 @@ class RouterStats(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class RouteOptions:
-    """Per-call routing inputs of the MoE layers (static: they shape the program)."""
+    """Per-call routing inputs of the MoE layers (static: they shape the program).
+
+    Capacities come from `capacity_factor` inside the program (training), or arrive as an
+    input, one per sequence (`capacity_b`, inference): then `buffer_capacity` is the static
+    buffer size and the factor is unused, so any factor reuses the programs compiled for its
+    buffer size.
+    """
 
     capacity_factor: float | None  # None: never drop
     capture: CapturePolicy = NO_CAPTURE
+    buffer_capacity: int | None = None  # slots per expert when capacities are an input
 
 
 NEVER_DROP = RouteOptions(capacity_factor=None)
@@ -199,27 +206,34 @@ class MoE(nnx.Module):
         mask_bs: jax.Array,
         ablated_e: jax.Array | None,
         options: RouteOptions,
+        capacity_b: jax.Array | None = None,
     ) -> tuple[jax.Array, RouterStats]:
         """The layer output [b, s, d] and its router statistics (one group per sequence).
-        `ablated_e` [e] bool switches experts off for this call."""
+        `ablated_e` [e] bool switches experts off for this call; `capacity_b` [b] int gives
+        each sequence's capacity (with `options.buffer_capacity`)."""
         logits_bse = jnp.einsum(
             "bsd,de->bse", x_bsd.astype(jnp.float32), self.router_de[...].astype(jnp.float32)
         )
         if ablated_e is not None:
             logits_bse = jnp.where(ablated_e, -jnp.inf, logits_bse)
-        # Buffers are sized for the padded length; each sequence's own capacity comes
-        # from its valid tokens, so padding never changes what is dropped.
-        buffer_capacity = routing.expert_capacity(
-            group_size=x_bsd.shape[1],
-            num_experts=self.num_experts,
-            capacity_factor=options.capacity_factor,
-        )
-        capacity_b = routing.group_capacity(
-            jnp.sum(mask_bs, axis=1),
-            num_experts=self.num_experts,
-            capacity_factor=options.capacity_factor,
-            max_group_size=x_bsd.shape[1],
-        )
+        if capacity_b is not None:
+            if options.buffer_capacity is None:
+                raise ValueError("capacity_b needs options.buffer_capacity")
+            buffer_capacity = options.buffer_capacity
+        else:
+            # Buffers are sized for the padded length; each sequence's own capacity comes
+            # from its valid tokens, so padding never changes what is dropped.
+            buffer_capacity = routing.expert_capacity(
+                group_size=x_bsd.shape[1],
+                num_experts=self.num_experts,
+                capacity_factor=options.capacity_factor,
+            )
+            capacity_b = routing.group_capacity(
+                jnp.sum(mask_bs, axis=1),
+                num_experts=self.num_experts,
+                capacity_factor=options.capacity_factor,
+                max_group_size=x_bsd.shape[1],
+            )
         gating = routing.top2_gating(logits_bse, capacity=capacity_b, mask=mask_bs)
         buffer_end = routing.dispatch(x_bsd, gating, buffer_capacity)
         hidden_enf = jax.nn.gelu(jnp.einsum("end,edf->enf", buffer_end, self.up_edf[...]))

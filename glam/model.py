@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from glam import routing
 from glam.config import GlamConfig
 from glam.layers import (
     NEVER_DROP,
@@ -70,6 +71,7 @@ class Block(nnx.Module):
         ablated_e: jax.Array | None,
         options: RouteOptions,
         cache: KVCache | None = None,
+        capacity_b: jax.Array | None = None,
     ) -> tuple[jax.Array, RouterStats | None, KVCache | None]:
         attn_bsd, cache = self.attn(
             self.attn_norm(x_bsd), q_pos=q_pos, key_mask_bt=key_mask_bt, cache=cache
@@ -78,8 +80,9 @@ class Block(nnx.Module):
         normed_bsd = self.ffn_norm(x_bsd)
         if self.kind == "moe":
             ffn_bsd, stats = self.ffn(
-                normed_bsd, mask_bs=mask_bs, ablated_e=ablated_e, options=options
-            )
+                normed_bsd, mask_bs=mask_bs, ablated_e=ablated_e, options=options,
+                capacity_b=capacity_b,
+            )  # fmt: skip
             return x_bsd + ffn_bsd, stats, cache
         return x_bsd + self.ffn(normed_bsd), None, cache
 
@@ -105,13 +108,15 @@ class Glam(nnx.Module):
         q_pos: jax.Array | None = None,
         key_mask_bt: jax.Array | None = None,
         caches: Sequence[KVCache] | None = None,
+        capacity_b: jax.Array | None = None,
     ) -> tuple[jax.Array, RouterStats, list[KVCache] | None]:
         """Logits [b, s, v], router statistics stacked over the L MoE layers ([L] each)
         and the updated KV caches.
 
         `ablated_le` [L, e] bool switches experts off per MoE layer. Incremental decoding
         passes `caches` (one (k, v) per layer), the new tokens' positions `q_pos` and the
-        cache's key mask `key_mask_bt`.
+        cache's key mask `key_mask_bt`. `capacity_b` [b] gives each sequence's expert
+        capacity (see `RouteOptions`).
         """
         x_bsd = self.embed_vd[...][tokens_bs] * math.sqrt(self.config.d_model)
         if q_pos is None:
@@ -132,6 +137,7 @@ class Glam(nnx.Module):
                 ),
                 options=options,
                 cache=None if caches is None else caches[index],
+                capacity_b=capacity_b,
             )
             new_caches.append(cache)
             if layer_stats is not None:
@@ -220,13 +226,17 @@ def _forward_compiled(
     tokens_bs: jax.Array,
     mask_bs: jax.Array,
     ablated_le: jax.Array,
+    capacity_b: jax.Array,
     *,
     options: RouteOptions,
 ) -> tuple[jax.Array, dict[str, jax.Array] | None]:
     model = nnx.merge(graphdef, state)
 
     def call(module: Glam, tokens: jax.Array) -> Any:
-        return module(tokens, mask_bs=mask_bs, ablated_le=ablated_le, options=options)
+        return module(
+            tokens, mask_bs=mask_bs, ablated_le=ablated_le, options=options,
+            capacity_b=capacity_b,
+        )  # fmt: skip
 
     if not options.capture.routing:
         return call(model, tokens_bs)[0], None
@@ -297,14 +307,22 @@ def forward(
         factor = None
     if factor is not None and factor <= 0:
         raise ValueError("capacity_factor must be positive")
+    # Each sequence's capacity is an input and only the buffer size is static, so the
+    # factors clients ask for share compiled programs (at most log2(S) + 1 per shape).
+    capacity_b = routing.sequence_capacities(
+        mask.sum(axis=1), num_experts=max(cfg.num_experts, 1), capacity_factor=factor
+    )
     options = RouteOptions(
-        capacity_factor=factor,
+        capacity_factor=None,
         capture=CapturePolicy(routing=True, router_probs=router_probs) if capture else NO_CAPTURE,
+        buffer_capacity=routing.buffer_capacity(capacity_b, tokens.shape[1]),
     )
     batch = tokens.shape[0]
     graphdef, state = nnx.split(model)
     if model.mesh is None:
-        logits, record = _forward_compiled(graphdef, state, tokens, mask, ablated, options=options)
+        logits, record = _forward_compiled(
+            graphdef, state, tokens, mask, ablated, capacity_b, options=options
+        )
     else:
         from glam.sharding import run_sharded
 
@@ -316,6 +334,7 @@ def forward(
             _pad_batch(tokens, data_size),
             _pad_batch(mask, data_size),
             ablated,
+            _pad_batch(capacity_b, data_size),
         )
         logits = logits[:batch]
         if record is not None:

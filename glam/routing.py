@@ -75,6 +75,32 @@ def group_capacity(
     return jnp.asarray(table)[valid_tokens_g.astype(jnp.int32)]
 
 
+def buffer_capacity(capacities: np.ndarray, group_size: int) -> int:
+    """The static buffer size for these per-sequence `capacities`: the next power of two at
+    or above the largest, and never more than `group_size` (a sequence's tokens give an
+    expert at most that many assignments, since a token's two choices are distinct experts).
+
+    Powers of two keep the compiled programs per shape at most log2(S) + 1, whatever
+    capacity factors clients ask for, for at most twice the expert buffer.
+    """
+    largest = int(np.max(capacities, initial=1))
+    return max(1, min(group_size, 1 << max(largest - 1, 0).bit_length()))
+
+
+def sequence_capacities(
+    valid_tokens_b: np.ndarray, *, num_experts: int, capacity_factor: float | None
+) -> np.ndarray:
+    """`expert_capacity` of each sequence from its count of valid tokens, on the host [b]."""
+    return np.array(
+        [
+            expert_capacity(group_size=int(n), num_experts=num_experts,
+                            capacity_factor=capacity_factor)
+            for n in valid_tokens_b
+        ],
+        np.int32,
+    )  # fmt: skip
+
+
 def _exclusive_cumsum(x: jax.Array, axis: int) -> jax.Array:
     return jnp.cumsum(x, axis=axis) - x
 

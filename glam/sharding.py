@@ -69,8 +69,8 @@ def shard_model(model: Glam, mesh: Mesh) -> Glam:
 
 
 def run_sharded(mesh: Mesh, fn: Callable[..., Any], state: Any, *batch_args: Any) -> Any:
-    """Call `fn(state, tokens, mask, ablated)` with the batch split over "data"."""
-    tokens, mask, ablated = batch_args
+    """Call `fn(state, tokens, mask, ablated, capacity)` with the batch split over "data"."""
+    tokens, mask, ablated, capacity = batch_args
     rows = NamedSharding(mesh, PartitionSpec("data", None))
     with jax.set_mesh(mesh):
         return fn(
@@ -78,4 +78,5 @@ def run_sharded(mesh: Mesh, fn: Callable[..., Any], state: Any, *batch_args: Any
             jax.device_put(tokens, rows),
             jax.device_put(mask, rows),
             jax.device_put(ablated, NamedSharding(mesh, PartitionSpec())),
+            jax.device_put(capacity, NamedSharding(mesh, PartitionSpec("data"))),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -145,6 +146,33 @@ def test_capacity_factor_override_changes_drops(model):
     assert tight.kept.mean() < 0.9
 
 
+def test_capacity_factors_share_compiled_programs_and_route_exactly(model):
+    """Any factor a client sends gets its exact capacity, yet the programs compiled for one
+    shape stay few: the capacity is an input, only the buffer size (a power of two) is
+    static (issue 18.8)."""
+    cfg = TINY.replace(name="capacity-programs")  # programs of its own
+    fresh = build(cfg, seed=0)
+    tokens = _tokens(2, 32, seed=11)
+    mask = np.ones_like(tokens, bool)
+    mask[1, 20:] = False
+    factors = [0.3 + 0.23 * i for i in range(14)]  # 0.3 .. 3.29
+    before = _forward_compiled._cache_size()
+    for factor in factors:
+        logits, trace = forward(fresh, tokens, mask, capture=True, capacity_factor=factor)
+        # The reference: the model's own in-graph capacity rule (the training path).
+        ref_logits, stats, _ = fresh(
+            jnp.asarray(tokens), mask_bs=jnp.asarray(mask),
+            options=RouteOptions(capacity_factor=factor),
+        )  # fmt: skip
+        dropped = (~trace.kept & mask[None, :, :, None]).sum(axis=(1, 2, 3))
+        np.testing.assert_allclose(dropped / (2 * mask.sum()), np.asarray(stats.drop_rate))
+        np.testing.assert_allclose(np.asarray(logits), np.asarray(ref_logits), atol=2e-5)
+    compiled = _forward_compiled._cache_size() - before
+    assert len({round(f, 2) for f in factors}) == 14
+    # Buffers of 1, 2, 4, 8, 16 or 32 slots: at most six programs, whatever the factors.
+    assert compiled <= 6, compiled
+
+
 def test_capture_off_returns_no_trace_and_the_same_logits(model):
     tokens = _tokens(2, 8)
     plain, trace = forward(model, tokens)
@@ -160,8 +188,11 @@ def test_capture_off_compiles_no_capture_work(model):
     ablated = np.zeros((2, TINY.num_experts), bool)
 
     def hlo(policy: CapturePolicy) -> str:
-        options = RouteOptions(capacity_factor=2.0, capture=policy)
-        lowered = _forward_compiled.lower(graphdef, state, tokens, mask, ablated, options=options)
+        options = RouteOptions(capacity_factor=None, capture=policy, buffer_capacity=4)
+        capacity = np.full((2,), 4, np.int32)
+        lowered = _forward_compiled.lower(
+            graphdef, state, tokens, mask, ablated, capacity, options=options
+        )
         return lowered.compile().as_text()
 
     plain, captured = hlo(CapturePolicy()), hlo(CapturePolicy(routing=True))
