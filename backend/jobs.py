@@ -4,21 +4,31 @@ A job's documents are fixed when it is created (the built-in corpus's split, or 
 uploaded records, kept in the job row). The runner analyses them in chunks; each chunk's
 documents and the job's `done` counter are committed in ONE transaction, so after a crash
 the job resumes at `done` with nothing lost and nothing written twice.
+
+Several API processes may share one database: a runner claims a job before running it
+(`storage.jobs.claim_job`) and keeps the claim alive while it works; each chunk's commit
+checks that it still holds it. A runner that dies without letting go loses the claim when
+its lease (`job_lease_s`) runs out, and another runner resumes the job.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
+import os
+import socket
 import threading
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
 
 from backend.batching import RouteRequest, run_batch
 from backend.deps import AppState
@@ -31,6 +41,12 @@ from storage.maintenance import route_rows
 
 log = logging.getLogger("glamlab.jobs")
 BUILTIN_CORPUS = "corpus.jsonl.gz"  # shipped beside the model's checkpoints
+RETRY_FIRST_S = 2.0  # wait after the database failed the runner; doubled per failure
+RETRY_MAX_S = 60.0
+
+
+class ClaimLost(RuntimeError):
+    """Another runner took the job over (this one's claim ran out): stop writing for it."""
 
 
 def builtin_corpus_path(state: AppState) -> Path:
@@ -74,13 +90,16 @@ class _Analysed:
 
 
 class JobRunner:
-    """One worker thread that runs queued jobs, oldest first."""
+    """One worker thread that runs queued jobs, oldest first, each under a claim."""
 
     def __init__(self, state: AppState):
         self.state = state
+        self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = dt.timedelta(seconds=state.settings.job_lease_s)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="glamlab-jobs", daemon=True)
+        self.retry_delay_s = 0.0  # 0 while the database answers; else the current backoff
 
     def start(self) -> None:
         self._thread.start()
@@ -95,32 +114,71 @@ class JobRunner:
         self._wake.set()
 
     def _next_job(self) -> int | None:
-        with self.state.sessions() as session:
-            for status in ("running", "queued"):  # resume interrupted jobs first
-                if (job_id := job_store.oldest_job(session, status=status)) is not None:
-                    return job_id
-        return None
+        """Claim the next job (interrupted ones first) for this runner."""
+        with self.state.writer.begin() as session:
+            return job_store.claim_job(session, runner=self.runner_id, lease=self.lease)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=5)
+            if self.retry_delay_s:  # the database failed us: back off, wakes or not
+                self._stop.wait(self.retry_delay_s)
+            else:
+                self._wake.wait(timeout=5)
             self._wake.clear()
             try:
                 while not self._stop.is_set() and (job_id := self._next_job()) is not None:
                     try:
                         self._run(job_id)
                     except (OperationalError, PoolTimeout):
-                        raise  # the database is away: retry the same job on the next wake
+                        raise  # the database is away: retry the same job after a while
+                    except ClaimLost:
+                        log.warning("job %s: another runner took it over", job_id)
                     except Exception as error:  # the job itself is broken: never retry it
                         log.exception("job %s failed", job_id)
                         self._fail(job_id, f"{type(error).__name__}: {error}")
-            except Exception:  # the database may be down: try again on the next wake
-                log.exception("job runner")
+                self.retry_delay_s = 0.0
+            except Exception:  # the database may be down: try again, less and less often
+                self.retry_delay_s = min(max(2 * self.retry_delay_s, RETRY_FIRST_S), RETRY_MAX_S)
+                log.exception("job runner (next try in %.0f s)", self.retry_delay_s)
 
     def _fail(self, job_id: int, message: str) -> None:
         with self.state.writer.begin() as session:
             job_store.update_job(session, job_id, status="failed", error=message[:2000])
+            job_store.release_claim(session, job_id, runner=self.runner_id)
         self._forget_metrics(job_id)
+
+    def _release(self, job_id: int) -> None:
+        with self.state.writer.begin() as session:
+            job_store.release_claim(session, job_id, runner=self.runner_id)
+
+    def _renew(self, session: Session, job_id: int) -> None:
+        if not job_store.renew_claim(session, job_id, runner=self.runner_id, lease=self.lease):
+            raise ClaimLost(job_id)
+
+    @contextlib.contextmanager
+    def _claim_kept_alive(self, job_id: int) -> Iterator[threading.Event]:
+        """Renew the claim every third of the lease while the job runs (a chunk through the
+        model can outlast a lease); the yielded event is set if the claim was lost."""
+        done, lost = threading.Event(), threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.lease.total_seconds() / 3):
+                try:
+                    with self.state.writer.begin() as session:
+                        self._renew(session, job_id)
+                except ClaimLost:
+                    lost.set()
+                    return
+                except Exception:  # the database is away: the commits will say so
+                    log.warning("job %s: could not renew its claim", job_id, exc_info=True)
+
+        thread = threading.Thread(target=beat, name=f"glamlab-job-{job_id}-claim", daemon=True)
+        thread.start()
+        try:
+            yield lost
+        finally:
+            done.set()
+            thread.join()
 
     def _forget_metrics(self, job_id: int) -> None:
         for gauge in (self.state.metrics.job_done, self.state.metrics.job_total):
@@ -160,6 +218,7 @@ class JobRunner:
         this commit redoes the chunk, after it never repeats it."""
         state, step = self.state, analysed.step
         with state.writer.begin() as session:
+            self._renew(session, job_id)  # still ours: else nothing of this chunk is written
             for trace, i in analysed.traces:
                 ingest.add_documents(
                     session, run_id, trace=trace, texts=analysed.texts[i : i + step],
@@ -170,6 +229,13 @@ class JobRunner:
         state.keeper.wrote(sum(route_rows(trace) for trace, _ in analysed.traces))
 
     def _run(self, job_id: int) -> None:
+        """Run a job this runner has claimed; the claim is let go however it ends, except
+        when the database fails (then it runs out, or this runner claims the job again)."""
+        with self._claim_kept_alive(job_id) as lost:
+            self._run_claimed(job_id, lost)
+        self._release(job_id)
+
+    def _run_claimed(self, job_id: int, lost: threading.Event) -> None:
         state = self.state
         with state.writer.begin() as session:
             job = job_store.get_job(session, job_id)
@@ -200,6 +266,8 @@ class JobRunner:
         with ThreadPoolExecutor(1, thread_name_prefix="glamlab-job-writer") as writer:
             committing: Future[None] | None = None
             while done < len(records):
+                if lost.is_set():
+                    raise ClaimLost(job_id)
                 if self._stop.is_set() or self._is_cancelled(job_id):
                     break
                 batch = records[done : done + chunk]
@@ -213,6 +281,7 @@ class JobRunner:
         if self._stop.is_set() or done < len(records):
             return  # stopped or cancelled: a restart resumes at the last committed chunk
         with state.writer.begin() as session:
+            self._renew(session, job_id)
             if job_store.get_job(session, job_id).status != "cancelled":
                 job_store.update_job(session, job_id, status="done")
         self._forget_metrics(job_id)

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         default=True, description="analyse the built-in validation corpus into an empty store"
     )
     job_chunk_documents: int = Field(default=16, ge=1, description="documents per job commit")
+    job_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long a runner's claim on a job lasts unrenewed: after a crash, "
+        "another API process (or the restarted one) resumes the job this much later",
+    )
     cors_origins: list[str] = Field(
         default=["http://localhost:8501", "http://127.0.0.1:8501"],
         description="origins allowed to call the API from a browser (the dashboard)",

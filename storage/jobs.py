@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
@@ -116,6 +116,77 @@ ACTIVE: tuple[JobStatus, ...] = ("queued", "running")
 def oldest_job(session: Session, *, status: JobStatus) -> int | None:
     """The id of the oldest job with `status`, if any."""
     return session.scalar(select(func.min(Job.id)).where(Job.status == status))
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _free_for(runner: str, now: dt.datetime) -> Any:
+    """A job `runner` may take: nobody holds it, it holds it already, or the claim ran out
+    (its runner died without letting go)."""
+    return or_(Job.claimed_by.is_(None), Job.claimed_by == runner, Job.claim_expires_at < now)
+
+
+def claim_job(
+    session: Session, *, runner: str, lease: dt.timedelta, now: dt.datetime | None = None
+) -> int | None:
+    """Claim the next job for `runner` until `now + lease`; its id, or None if no job is free.
+
+    Running jobs come first (a crash left them half done), then queued ones, oldest first.
+    The claim is a conditional UPDATE, so of two runners racing for one job exactly one wins;
+    on PostgreSQL the candidate is read FOR UPDATE SKIP LOCKED, so a second runner passes over
+    a job being claimed instead of waiting for it. Commit to make the claim visible.
+    """
+    now = now or _utc_now()
+    for status in ("running", "queued"):
+        candidates = (
+            select(Job.id)
+            .where(Job.status == status, _free_for(runner, now))
+            .order_by(Job.id)
+            .limit(8)
+            .with_for_update(skip_locked=True)
+        )
+        for job_id in session.scalars(candidates).all():
+            claimed = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE), _free_for(runner, now))
+                .values(claimed_by=runner, claim_expires_at=now + lease)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount == 1:
+                return job_id
+    return None
+
+
+def renew_claim(
+    session: Session,
+    job_id: int,
+    *,
+    runner: str,
+    lease: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> bool:
+    """Extend `runner`'s claim on the job; False if it no longer holds it (another runner
+    took it over after the claim ran out), and then it must not write for the job."""
+    now = now or _utc_now()
+    renewed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.claimed_by == runner)
+        .values(claim_expires_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return renewed.rowcount == 1
+
+
+def release_claim(session: Session, job_id: int, *, runner: str) -> None:
+    """Let go of the job (finished, failed or stopped): another runner may take it at once."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.claimed_by == runner)
+        .values(claimed_by=None, claim_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def active_jobs_writing(session: Session, run_id: int) -> list[int]:

@@ -164,6 +164,10 @@ class Job(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = _now()
     updated_at: Mapped[dt.datetime] = _now()
+    # The runner working on the job and until when its claim holds (storage.jobs.claim_job):
+    # two API processes on one database never run the same job.
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claim_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # BULK_ROWS_NOTE: tokens, routes and the run_* aggregates carry their document or run id

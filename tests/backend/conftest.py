@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,6 +35,27 @@ def database_url(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'api.sqlite'}"
     db.upgrade(url)
     return url
+
+
+@pytest.fixture
+def pg_database_url() -> Iterator[str]:
+    """A migrated PostgreSQL schema of its own (mandatory in CI, skipped elsewhere without a
+    server), dropped afterwards."""
+    from tests.storage.conftest import PG_URL, require_postgres
+
+    require_postgres()
+    schema = f"glam_api_{uuid.uuid4().hex[:12]}"
+    admin = db.make_engine(PG_URL)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    db.upgrade(url)
+    try:
+        yield url
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
 
 
 @pytest.fixture

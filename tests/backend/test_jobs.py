@@ -85,7 +85,9 @@ def test_unknown_job_and_cancel(client, make_client):
 # The injected kill ends the job thread with SystemExit, which pytest reports as a warning.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_job_killed_midway_resumes_with_every_document_exactly_once(make_client, monkeypatch):
-    client = make_client(job_chunk_documents=2)
+    # The killed runner never lets go of its claim: the restarted one takes the job over
+    # once the lease has run out.
+    client = make_client(job_chunk_documents=2, job_lease_s=1)
     real_add = ingest.add_documents
     calls = {"n": 0}
 
@@ -107,7 +109,7 @@ def test_a_job_killed_midway_resumes_with_every_document_exactly_once(make_clien
     client.__exit__(None, None, None)
 
     monkeypatch.setattr(job_logic.ingest, "add_documents", real_add)
-    restarted = make_client(job_chunk_documents=2)  # same database: the job resumes
+    restarted = make_client(job_chunk_documents=2, job_lease_s=1)  # same database: resumes
     job = _wait(restarted, job_id)
     assert job["status"] == "done" and job["done"] == 9
     documents = _documents(restarted, job["run_id"])
@@ -193,3 +195,73 @@ def test_a_chunk_commits_while_the_next_one_runs_through_the_model(make_client, 
     assert sorted(d["text"] for d in _documents(client, job["run_id"])) == sorted(
         f"text {i}" for i in range(6)
     )
+
+
+@pytest.mark.postgres
+def test_two_api_processes_on_one_postgresql_run_each_job_once(
+    make_client, pg_database_url, monkeypatch
+):
+    """Two apps (each with its runner) on one PostgreSQL schema: each job is run by one of
+    them, and every document is stored once (without claims both ran every job)."""
+    analyse = job_logic.JobRunner._analyse
+
+    def slow_analyse(self, batch):
+        time.sleep(0.05)  # long enough for the other runner to look for work meanwhile
+        return analyse(self, batch)
+
+    monkeypatch.setattr(job_logic.JobRunner, "_analyse", slow_analyse)
+    first = make_client(database_url=pg_database_url, job_chunk_documents=1)
+    second = make_client(database_url=pg_database_url, job_chunk_documents=1)
+    records = "".join(json.dumps({"text": f"text {i}", "domain": "d"}) + "\n" for i in range(12))
+    job_ids = [
+        client.post(
+            "/v1/jobs", data={"corpus": "upload"}, files={"file": ("c.jsonl", records.encode())}
+        ).json()["job_id"]
+        for client in (first, second, first)
+    ]
+    for client in (first, second):  # both runners look for work now, not at their next wake
+        client.app.state.glamlab.jobs.notify()
+    for job_id in job_ids:
+        job = _wait(first, job_id)
+        assert job["status"] == "done" and job["done"] == 12
+        texts = [d["text"] for d in _documents(first, job["run_id"])]
+        assert sorted(texts) == sorted(f"text {i}" for i in range(12)), job_id
+
+
+def test_a_database_that_keeps_failing_is_retried_less_and_less_often():
+    """The runner backs off (2 s, doubling, at most 60 s) while the database fails, and comes
+    back to its normal wake once it answers again."""
+    import types
+
+    from sqlalchemy.exc import OperationalError
+
+    state = types.SimpleNamespace(settings=types.SimpleNamespace(job_lease_s=30.0))
+    runner = job_logic.JobRunner(state)
+    waits: list[float] = []
+    answers = iter([*[OperationalError("SELECT", {}, Exception("down"))] * 7, None, "stop"])
+
+    class Clock:  # the runner's stop event, seen as the clock it waits on
+        def is_set(self) -> bool:
+            return False
+
+        def wait(self, timeout: float) -> bool:
+            waits.append(timeout)
+            return False
+
+    def next_job():
+        answer = next(answers)
+        if answer == "stop":
+            runner._stop = types.SimpleNamespace(is_set=lambda: True, wait=lambda t: True)
+            return None
+        if isinstance(answer, Exception):
+            raise answer
+        return None
+
+    runner._stop = Clock()
+    runner._wake = types.SimpleNamespace(
+        wait=lambda timeout: waits.append(-timeout), clear=lambda: None, set=lambda: None
+    )
+    runner._next_job = next_job
+    runner._loop()
+    # -5: a normal wake (every 5 s, or at once when a job arrives); positive: a backoff.
+    assert waits == [-5, 2, 4, 8, 16, 32, 60, 60, -5]

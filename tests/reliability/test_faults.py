@@ -59,6 +59,7 @@ def _sql(database_url: str, query: str, **params: object) -> list[tuple]:
 
 JOB_DOCUMENTS = 600
 JOB_CHUNK = 6  # documents per commit: many commits, so the kill lands between two of them
+JOB_LEASE_S = 2.0  # scaled down from the service's 30 s
 
 
 def _corpus(n: int) -> list[dict[str, str]]:
@@ -88,7 +89,13 @@ def test_sigkill_during_a_corpus_job_then_restart_every_document_once(model_dir,
     database_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
     records = _corpus(JOB_DOCUMENTS)
     upload = "\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode()
-    settings = {"job_chunk_documents": str(JOB_CHUNK), "analyze_builtin_on_start": "false"}
+    # The killed runner never lets go of its claim on the job: the restarted one takes it
+    # over when the lease runs out.
+    settings = {
+        "job_chunk_documents": str(JOB_CHUNK),
+        "analyze_builtin_on_start": "false",
+        "job_lease_s": str(JOB_LEASE_S),
+    }
 
     with live.serve(model_dir, database_url, tmp_path / "api-1.log", **settings) as server:
         started = httpx.post(

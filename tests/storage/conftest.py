@@ -43,17 +43,22 @@ def _postgres_error() -> str | None:
         engine.dispose()
 
 
+def require_postgres() -> None:
+    """Fail (in CI) or skip (elsewhere) when the PostgreSQL server cannot be reached."""
+    error = _postgres_error()
+    if error is not None:
+        message = f"PostgreSQL at {PG_URL} is unreachable: {error}"
+        if IN_CI:
+            pytest.fail(f"{message} (mandatory in CI)")
+        pytest.skip(message)
+
+
 @pytest.fixture(
     scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgresql":
-        error = _postgres_error()
-        if error is not None:
-            message = f"PostgreSQL at {PG_URL} is unreachable: {error}"
-            if IN_CI:
-                pytest.fail(f"{message} (mandatory in CI)")
-            pytest.skip(message)
+        require_postgres()
     return request.param
 
 
