@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from backend.batching import RouteRequest, run_batch
 from backend.deps import AppState
+from glam import windows
 from glam.corpus import Record, read_corpus
 from glam.trace import RoutingTrace
 from storage import ingest
@@ -71,11 +72,6 @@ def job_records(state: AppState, params: dict[str, Any]) -> list[dict[str, str]]
         ]
     limit = params.get("limit")
     return records[:limit] if limit else records
-
-
-def windows(ids: Sequence[int], size: int) -> list[list[int]]:
-    """A document longer than the model's limit is analysed as consecutive windows."""
-    return [list(ids[i : i + size]) for i in range(0, len(ids), size)] or [[]]
 
 
 @dataclasses.dataclass
@@ -191,26 +187,32 @@ class JobRunner:
             return job is None or job.status == "cancelled"
 
     def _analyse(self, batch: Sequence[Record]) -> _Analysed:
-        """The chunk's documents through the model (each cut into windows of max_tokens)."""
+        """The chunk's documents through the model; a document longer than max_tokens as
+        overlapping windows, stitched back into one document (glam/windows.py)."""
         state = self.state
         tokenizer = state.registry.main.tokenizer
-        ids = tokenizer.encode_batch([r["text"] for r in batch])
-        sequences, texts, domains = [], [], []
-        for record, seq in zip(batch, ids, strict=True):
-            for window in windows(seq, state.max_tokens):
-                if window:
-                    sequences.append(window)
-                    texts.append(tokenizer.decode(window))
-                    domains.append(record["domain"])
+        documents = [
+            (record, ids)
+            for record, ids in zip(
+                batch, tokenizer.encode_batch([r["text"] for r in batch]), strict=True
+            )
+            if ids  # a text of no tokens has no routing to store
+        ]
+        plans, sequences = windows.plan_documents([ids for _, ids in documents], state.max_tokens)
         # Forward passes of at most max_batch_size windows: one long document can make
         # thousands of windows, which must not become one giant batch.
         step = state.settings.max_batch_size
         model = state.registry.model("final")
-        traces = [
-            (run_batch(model, sequences[i : i + step], RouteRequest()), i)
+        rows = [
+            row
             for i in range(0, len(sequences), step)
+            for row in windows.rows_of(run_batch(model, sequences[i : i + step], RouteRequest()))
         ]
         state.metrics.tokens_analysed.inc(sum(len(s) for s in sequences))
+        stitched = windows.stitch_documents(rows, plans)
+        traces = [(windows.stack(stitched[i : i + step]), i) for i in range(0, len(stitched), step)]
+        texts = [record["text"] for record, _ in documents]
+        domains = [record["domain"] for record, _ in documents]
         return _Analysed(traces, texts, domains, step)
 
     def _commit(self, job_id: int, run_id: int, analysed: _Analysed, done: int) -> None:

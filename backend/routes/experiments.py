@@ -12,6 +12,7 @@ from backend import jobs as job_logic
 from backend.batching import RouteRequest
 from backend.deps import AppState, StateDep, WriteAccess
 from backend.routes.analyze import ERRORS
+from glam import windows
 from storage.errors import NotFound
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
@@ -51,7 +52,8 @@ class SaturationResponse(BaseModel):
 
 
 def _inputs(state: AppState, body: TextsOrCorpus) -> tuple[list[list[int]], list[str]]:
-    """Token windows and their domains, from the texts or the built-in validation corpus."""
+    """Token ids and domain of each document: the texts, or the built-in validation corpus
+    (whose long documents are routed as windows, as corpus jobs route them)."""
     if body.texts:
         return analysis.tokenize(state, body.texts), [body.domain] * len(body.texts)
     try:
@@ -59,20 +61,31 @@ def _inputs(state: AppState, body: TextsOrCorpus) -> tuple[list[list[int]], list
     except NotFound as error:  # no built-in corpus
         raise HTTPException(422, f"{error}; pass texts instead") from None
     tokenizer = state.registry.main.tokenizer
-    sequences, domains = [], []
+    documents, domains = [], []
     for record, ids in zip(records, tokenizer.encode_batch([r.text for r in records]), strict=True):
-        window = ids[: state.max_tokens]
-        if window:
-            sequences.append(window)
+        if ids:
+            documents.append(ids)
             domains.append(record.domain)
-    return sequences, domains
+    return documents, domains
 
 
-async def _in_slices(state: AppState, sequences: list[list[int]], options: RouteRequest):
-    """Traces of `sequences` in slices of the batcher's size (never one huge batch)."""
+async def _in_slices(state: AppState, documents: list[list[int]], options: RouteRequest):
+    """(offset, trace) of the documents in slices of the batcher's size (never one huge
+    batch); a document longer than the model's limit as windows, stitched (glam/windows)."""
     step = state.settings.max_batch_size
-    for start in range(0, len(sequences), step):
-        yield start, await analysis.run_model(state, sequences[start : start + step], options)
+    for start in range(0, len(documents), step):
+        plans, sequences = windows.plan_documents(documents[start : start + step], state.max_tokens)
+        rows = []
+        for first in range(0, len(sequences), step):
+            trace = await analysis.run_model(state, sequences[first : first + step], options)
+            rows += windows.rows_of(trace)
+        yield start, windows.stack(windows.stitch_documents(rows, plans))
+
+
+async def _zip(first, second):
+    """Pairs of two async iterators, in step."""
+    async for item in first:
+        yield item, await anext(second)
 
 
 @router.post(
@@ -86,10 +99,10 @@ async def ablation(body: AblationRequest, state: StateDep) -> AblationResponse:
     ablated_options = analysis.route_request(state, ablate=body.ablate)
     sequences, domains = await asyncio.to_thread(_inputs, state, body)
     effect = experiments.AblationEffect(state.registry.main.config.num_experts, body.ablate)
+    base_slices = _in_slices(state, sequences, base_options)
+    ablated_slices = _in_slices(state, sequences, ablated_options)
     step = state.settings.max_batch_size
-    async for start, base in _in_slices(state, sequences, base_options):
-        chunk = sequences[start : start + step]
-        ablated = await analysis.run_model(state, chunk, ablated_options)
+    async for (start, base), (_, ablated) in _zip(base_slices, ablated_slices):
         effect.add(base, ablated, domains[start : start + step])
     return AblationResponse(
         ablate=body.ablate, domains=effect.domains(), rerouting=effect.rerouting()
@@ -107,9 +120,8 @@ async def saturation(body: SaturationRequest, state: StateDep) -> SaturationResp
     options_b = analysis.route_request(state, checkpoint=body.checkpoint_b)
     sequences, _ = await asyncio.to_thread(_inputs, state, body)
     result = experiments.Saturation(state.registry.main.config.num_experts)
-    step = state.settings.max_batch_size
-    async for start, trace_a in _in_slices(state, sequences, options_a):
-        trace_b = await analysis.run_model(state, sequences[start : start + step], options_b)
+    slices = _zip(_in_slices(state, sequences, options_a), _in_slices(state, sequences, options_b))
+    async for (_, trace_a), (_, trace_b) in slices:
         result.add(trace_a, trace_b)
     return SaturationResponse(
         checkpoint_a=body.checkpoint_a, checkpoint_b=body.checkpoint_b, layers=result.layers()

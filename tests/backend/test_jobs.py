@@ -70,16 +70,39 @@ def test_bad_uploads_name_the_line(client, content, message):
     assert response.status_code == 422 and message in response.json()["detail"]
 
 
-def test_unknown_job_and_cancel(client, make_client):
+def test_unknown_job_and_cancel(make_client, monkeypatch):
+    """A running job cancelled mid-way stops after its current chunk; a finished one is 409."""
+    import threading
+
+    client = make_client(job_chunk_documents=1)
     assert client.get("/v1/jobs/4242").status_code == 404
     assert client.post("/v1/jobs/4242/cancel").status_code == 404
+    entered, gate = threading.Event(), threading.Event()
+    real = job_logic.run_batch
+
+    def gated(*args, **kwargs):
+        entered.set()  # the first chunk is in the model: the job is certainly running
+        assert gate.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job_logic, "run_batch", gated)
     job_id = client.post("/v1/jobs", data={"corpus": "builtin"}).json()["job_id"]
+    assert entered.wait(30)
+    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
     cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
-    job = _wait(client, job_id)
-    if cancelled.status_code == 200:
-        assert job["status"] == "cancelled" and job["done"] <= job["total"]
-    else:  # it finished before the cancel arrived
-        assert cancelled.status_code == 409 and job["status"] == "done"
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    gate.set()
+    # The runner takes one job at a time: once the next job is done, the cancelled one ended.
+    finished = client.post("/v1/jobs", data={"corpus": "builtin", "limit": 1}).json()["job_id"]
+    assert _wait(client, finished)["status"] == "done"
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["done"] == 1 < job["total"] == 9
+    assert len(_documents(client, job["run_id"])) == job["done"]  # the chunk it had begun
+    again = client.post(f"/v1/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+    late = client.post(f"/v1/jobs/{finished}/cancel")
+    assert late.status_code == 409 and "already done" in late.json()["detail"]
+    assert client.get(f"/v1/jobs/{finished}").json()["status"] == "done"
 
 
 # The injected kill ends the job thread with SystemExit, which pytest reports as a warning.
@@ -265,3 +288,40 @@ def test_a_database_that_keeps_failing_is_retried_less_and_less_often():
     runner._loop()
     # -5: a normal wake (every 5 s, or at once when a job arrives); positive: a backoff.
     assert waits == [-5, 2, 4, 8, 16, 32, 60, 60, -5]
+
+
+def test_long_documents_are_one_document_with_continuous_positions_in_jobs_and_experiments(
+    make_client,
+):
+    """With an 8-token limit every built-in document is longer than the model's window: the
+    job stores each whole (its text, every token once, positions 0..n-1, a loss at every
+    position but the last), and the ablation experiment routes the same windows: its
+    per-domain base loss is the job's (issue 18.3)."""
+    client = make_client(max_tokens_per_text=8)
+    started = client.post("/v1/jobs", data={"corpus": "builtin", "split": "validation"})
+    job = _wait(client, started.json()["job_id"])
+    assert job["status"] == "done"
+    stored = client.get(f"/v1/runs/{job['run_id']}/tokens", params={"limit": 100}).json()
+    state = client.app.state.glamlab
+    records = job_logic.builtin_records(state, "validation")
+    assert sorted(d["document"]["text"] for d in stored) == sorted(r.text for r in records)
+    losses: dict[str, list[float]] = {}
+    longest = 0
+    for doc in stored:
+        ids = state.registry.main.tokenizer.encode(doc["document"]["text"])
+        tokens = doc["tokens"]
+        assert [t["position"] for t in tokens] == list(range(len(ids)))
+        assert [t["token_id"] for t in tokens] == ids
+        assert all(len(t["routes"]) == len(state.registry.main.config.moe_layers) for t in tokens)
+        assert all(t["nll"] is not None for t in tokens[:-1]) and tokens[-1]["nll"] is None
+        losses.setdefault(doc["document"]["domain"], []).extend(t["nll"] for t in tokens[:-1])
+        longest = max(longest, len(ids))
+    assert longest > 3 * 8  # the documents really span several windows
+
+    effect = client.post(
+        "/v1/experiments/ablation", json={"ablate": {"1": [0]}, "corpus_limit": 100}
+    ).json()
+    for domain in effect["domains"]:
+        expected = losses[domain["domain"]]
+        assert domain["tokens"] == len(expected)
+        assert domain["base_nll"] == pytest.approx(sum(expected) / len(expected), rel=1e-5)
