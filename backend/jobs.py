@@ -276,6 +276,11 @@ class JobRunner:
                 analysed = self._analyse(batch)
                 if committing is not None:
                     committing.result()  # a failed commit stops the job here, as it did inline
+                    committing = None
+                # Cancelled or stopped while this chunk ran through the model: it is not
+                # committed (the one in flight was), so a cancel starts no new write.
+                if self._stop.is_set() or self._is_cancelled(job_id):
+                    break
                 done += len(batch)
                 committing = writer.submit(self._commit, job_id, run_id, analysed, done)
             if committing is not None:

@@ -167,12 +167,13 @@ def renew_claim(
     lease: dt.timedelta,
     now: dt.datetime | None = None,
 ) -> bool:
-    """Extend `runner`'s claim on the job; False if it no longer holds it (another runner
-    took it over after the claim ran out), and then it must not write for the job."""
+    """Extend `runner`'s claim on the job; False if it no longer holds it (the claim ran out,
+    and another runner may have taken the job over), and then it must not write for the job:
+    a run whose job's claim ran out may be deleted meanwhile."""
     now = now or _utc_now()
     renewed = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.claimed_by == runner)
+        .where(Job.id == job_id, Job.claimed_by == runner, Job.claim_expires_at >= now)
         .values(claim_expires_at=now + lease)
         .execution_options(synchronize_session=False)
     )
@@ -189,7 +190,17 @@ def release_claim(session: Session, job_id: int, *, runner: str) -> None:
     )
 
 
-def active_jobs_writing(session: Session, run_id: int) -> list[int]:
-    """Ids of the queued or running jobs that write into run `run_id`."""
-    stmt = select(Job.id).where(Job.run_id == run_id, Job.status.in_(ACTIVE)).order_by(Job.id)
+def active_jobs_writing(
+    session: Session, run_id: int, *, now: dt.datetime | None = None
+) -> list[int]:
+    """Ids of the jobs that write, or may still write, into run `run_id`: queued or running
+    ones, and cancelled ones whose runner still holds its claim (a chunk's commit may be in
+    flight; the runner lets go only once it has landed)."""
+    now = now or _utc_now()
+    claimed = Job.claimed_by.is_not(None) & (Job.claim_expires_at >= now)
+    stmt = (
+        select(Job.id)
+        .where(Job.run_id == run_id, Job.status.in_(ACTIVE) | claimed)
+        .order_by(Job.id)
+    )
     return list(session.scalars(stmt))

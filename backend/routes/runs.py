@@ -100,7 +100,11 @@ def run_tokens(
 def delete_run(run_id: RunId, session: WriterSessionDep) -> Response:
     busy = job_store.active_jobs_writing(session, run_id)
     if busy:
-        raise HTTPException(409, f"job {busy[0]} is writing run {run_id}; cancel it first")
+        raise HTTPException(
+            409,
+            f"job {busy[0]} is writing run {run_id}; cancel it first (a cancelled job "
+            "finishes the chunk it is committing: retry a moment later)",
+        )
     session.rollback()  # end the read, so the delete runs in a transaction of its own
     with session.begin():
         if not ingest.delete_run(session, run_id):

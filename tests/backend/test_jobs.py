@@ -325,3 +325,45 @@ def test_long_documents_are_one_document_with_continuous_positions_in_jobs_and_e
         expected = losses[domain["domain"]]
         assert domain["tokens"] == len(expected)
         assert domain["base_nll"] == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+
+
+@pytest.mark.postgres
+def test_a_cancelled_job_mid_commit_keeps_its_run_until_the_commit_lands(
+    make_client, pg_database_url, monkeypatch
+):
+    """Cancel while a chunk's commit is in flight, then delete the run: the delete waits for
+    that commit (409 until it lands), and afterwards the model-wide statistics are exactly
+    those from before the job (issue 18.6: the delete ran first and the late chunk stayed
+    counted for good)."""
+    import threading
+
+    client = make_client(database_url=pg_database_url, job_chunk_documents=2)
+    stored = client.post("/v1/analyze", json={"texts": ["def f(x): return x"], "store": True})
+    assert stored.status_code == 200
+    routes = ("load", "domains", "coactivation", "loss")
+    before = {r: client.get(f"/v1/stats/{r}").json() for r in routes}
+    in_flight, land = threading.Event(), threading.Event()
+    commit = job_logic.JobRunner._commit
+
+    def held_commit(self, job_id, run_id, analysed, done):
+        if done == 4:  # the second chunk's commit: held until the test lets it land
+            in_flight.set()
+            assert land.wait(60)
+        return commit(self, job_id, run_id, analysed, done)
+
+    monkeypatch.setattr(job_logic.JobRunner, "_commit", held_commit)
+    job_id = client.post("/v1/jobs", data={"corpus": "builtin"}).json()["job_id"]
+    assert in_flight.wait(60)
+    run_id = client.get(f"/v1/jobs/{job_id}").json()["run_id"]
+    assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+    refused = client.delete(f"/v1/runs/{run_id}")
+    assert refused.status_code == 409, refused.text
+    land.set()
+    deadline = time.monotonic() + 60
+    while (deleted := client.delete(f"/v1/runs/{run_id}")).status_code == 409:
+        assert time.monotonic() < deadline, "the cancelled job never let go of its run"
+        time.sleep(0.05)
+    assert deleted.status_code == 204
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["done"] == 4  # the held chunk did land
+    assert {r: client.get(f"/v1/stats/{r}").json() for r in routes} == before

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from storage import jobs
 from storage.errors import NotFound
+from storage.ingest import create_run
+from tests.storage.conftest import register
 
 
 def test_job_progress_is_recorded(make_store) -> None:
@@ -96,3 +98,25 @@ def test_runners_racing_for_one_job_have_exactly_one_winner(make_store) -> None:
     for thread in threads:
         thread.join()
     assert sorted(won, key=str) == [job_id] + [None] * (runners - 1)
+
+
+def test_a_run_is_busy_while_its_job_holds_a_live_claim(make_store) -> None:
+    engine = make_store()
+    t0 = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+    lease = dt.timedelta(seconds=30)
+    with Session(engine) as session, session.begin():
+        job = jobs.create_job(session, params={"corpus": "builtin"}, total=5, run_id=None)
+    assert _claim(engine, "a", at=t0) == job.id
+    with Session(engine) as session, session.begin():
+        register(session)
+        run_id = create_run(session, model_name="glam-test", source="job")
+        jobs.update_job(session, job.id, status="cancelled", run_id=run_id)
+    with Session(engine) as session, session.begin():
+        # Cancelled, but its runner has not let go: a commit may be in flight.
+        assert jobs.active_jobs_writing(session, run_id, now=t0 + lease / 2) == [job.id]
+        # A claim that ran out can neither write nor keep the run busy.
+        assert jobs.active_jobs_writing(session, run_id, now=t0 + 2 * lease) == []
+        assert not jobs.renew_claim(session, job.id, runner="a", lease=lease, now=t0 + 2 * lease)
+        assert jobs.renew_claim(session, job.id, runner="a", lease=lease, now=t0 + lease / 2)
+        jobs.release_claim(session, job.id, runner="a")
+        assert jobs.active_jobs_writing(session, run_id, now=t0) == []
