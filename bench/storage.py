@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from glam.trace import RoutingTrace
 from storage import db, queries, runs
+from storage.examples import expert_examples
 from storage.ingest import ingest_run, register_model
 from storage.maintenance import StatisticsKeeper
 from storage.pipeline import BackgroundIngest
@@ -222,6 +223,11 @@ def query_latencies(
         "consecutive_routing": queries.consecutive_routing,
         "transitions": queries.transitions,
         "domain_loss": queries.domain_loss,
+        "expert_examples": lambda s, sc: expert_examples(s, sc, layer=MOE_LAYERS[0], expert=3),
+        # An expert no token chose (NUM_EXPERTS is past the last): the counts answer, no scan.
+        "expert_examples(dead)": lambda s, sc: expert_examples(
+            s, sc, layer=MOE_LAYERS[0], expert=NUM_EXPERTS
+        ),
     }
     calls: list[tuple[str, str, Callable[[Session], object]]] = [
         (name, scope_name, lambda s, f=f, sc=sc: f(s, sc))

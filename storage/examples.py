@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.schema import Document, Route, Run, Token, Vocab
-from storage.scope import Scope, resolve
+from storage.scope import Resolved, Scope, resolve
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -23,6 +23,19 @@ class ExpertExample:
     before: tuple[str, ...]  # pieces of the preceding tokens
     piece: str
     after: tuple[str, ...]
+
+
+def _kept_assignments(
+    session: Session, res: Resolved, *, layer: int, expert: int
+) -> tuple[int, int]:
+    """Kept top-1 and top-2 assignments of the expert at the layer in the scope (aggregates)."""
+    table = res.table("expert")
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(table.c.kept1), 0), func.coalesce(func.sum(table.c.kept2), 0)
+        ).where(*res.where(table), table.c.layer == layer, table.c.expert == expert)
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def expert_examples(
@@ -45,8 +58,13 @@ def expert_examples(
         .where(*conditions)
         .order_by(Route.document_id.desc(), Route.position)
     )
-    hits = list(session.execute(base.where((Route.e1 == expert) & Route.kept1).limit(limit)))
-    if len(hits) < limit:
+    # The counts say first whether the expert kept anything at either rank in this scope:
+    # for a dead expert (or rank) the search below would read every route of the layer.
+    kept1, kept2 = _kept_assignments(session, res, layer=layer, expert=expert)
+    hits = []
+    if kept1:
+        hits += session.execute(base.where((Route.e1 == expert) & Route.kept1).limit(limit)).all()
+    if kept2 and len(hits) < limit:
         hits += session.execute(
             base.where((Route.e2 == expert) & Route.kept2).limit(limit - len(hits))
         ).all()

@@ -282,12 +282,21 @@ class ModelTransitionCounts(_Model, TransitionCounts, Base):
 
 class RunVocabExpertCounts(_Run, VocabExpertCounts, Base):
     __tablename__ = "run_vocab_expert_counts"
-    __table_args__ = _pk("run_id", VocabExpertCounts)
+    __table_args__ = (
+        PrimaryKeyConstraint("run_id", *VocabExpertCounts.KEYS),
+        # where one token goes in a run or domain (`token_experts`): its rows, not E x D x V
+        Index("ix_run_vocab_expert_counts_token", "run_id", "kind", "token_id", "layer"),
+        CLUSTERED,
+    )
 
 
 class ModelVocabExpertCounts(_Model, VocabExpertCounts, Base):
     __tablename__ = "model_vocab_expert_counts"
-    __table_args__ = _pk("model_id", VocabExpertCounts)
+    __table_args__ = (
+        PrimaryKeyConstraint("model_id", *VocabExpertCounts.KEYS),
+        Index("ix_model_vocab_expert_counts_token", "model_id", "kind", "token_id", "layer"),
+        CLUSTERED,
+    )
 
 
 class RunVocabCounts(_Run, VocabCounts, Base):

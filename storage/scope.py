@@ -50,7 +50,8 @@ class Resolved:
         return (f.model_table if self.runs is None else f.run_table).__table__  # type: ignore[return-value]
 
     def where(self, table: Table, *, layer_columns: Sequence[str] = ("layer",)) -> list[Any]:
-        """Conditions selecting this scope's rows of an aggregate table."""
+        """Conditions selecting this scope's rows of an aggregate table: the model or runs
+        first, then the domains and layers."""
         conditions: list[ColumnElement[bool]] = [
             table.c.model_id == self.model_id
             if self.runs is None

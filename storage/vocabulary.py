@@ -167,12 +167,20 @@ def token_experts(
         select(total(vc.c.n)).where(*res.where(vc), vc.c.kind == kind, vc.c.token_id == token_id)
     )
     counts = {layer: np.zeros(res.num_experts, dtype=np.int64) for layer in res.layers}
-    for layer, expert, n in session.execute(
-        select(ve.c.layer, ve.c.expert, total(ve.c.n))
-        .where(*res.where(ve), ve.c.kind == kind, ve.c.token_id == token_id)
-        .group_by(ve.c.layer, ve.c.expert)
-    ).all():
-        counts[layer][expert] = n
+    # By token first (the index on scope, kind, token_id), one run at a time: with the
+    # layers or several runs in the condition, SQLite takes the key's (scope, layer, kind)
+    # prefix instead and reads every expert x domain x token row of each layer.
+    scope_rows = [ve.c.run_id == run for run in res.runs] if res.runs is not None else [None]
+    others = res.where(ve, layer_columns=())[1:]  # the domains; [0] is the model or runs
+    for scope_row in scope_rows:
+        where = res.where(ve, layer_columns=())[:1] if scope_row is None else [scope_row]
+        for layer, expert, n in session.execute(
+            select(ve.c.layer, ve.c.expert, total(ve.c.n))
+            .where(*where, *others, ve.c.kind == kind, ve.c.token_id == token_id)
+            .group_by(ve.c.layer, ve.c.expert)
+        ).all():
+            if layer in counts:
+                counts[layer][expert] += n
     piece = session.scalar(
         select(Vocab.piece).where(Vocab.model_id == res.model_id, Vocab.token_id == token_id)
     )
