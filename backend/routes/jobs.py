@@ -138,7 +138,7 @@ def list_jobs(session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 
     "/{job_id}/cancel",
     dependencies=[WriteAccess],
     responses={404: {"model": Problem}, 409: {"model": Problem}},
-    summary="Stop a job after its current chunk (what it analysed stays stored)",
+    summary="Stop a job: the chunk being committed lands, no further chunk is written",
 )
 def cancel_job(job_id: JobId, session: WriterSessionDep) -> JobOut:
     with session.begin():

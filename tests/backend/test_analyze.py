@@ -139,21 +139,44 @@ def test_concurrent_requests_are_batched_and_equal_to_alone(make_client):
     assert batch_sum == 16 and batch_count < 16  # some requests shared a forward pass
 
 
-def test_generate_returns_routing_of_prompt_and_continuation(client):
+def test_generate_returns_routing_of_prompt_and_continuation(client, model_dir):
+    tokenizer = checkpoint.load(model_dir / "final").tokenizer
     response = client.post(
         "/v1/generate", json={"prompt": "def add", "max_new_tokens": 6, "seed": 1, "store": True}
     )
     body = response.json()
     assert response.status_code == 200
-    document = body["document"]
-    assert document["n_tokens"] >= body["prompt_tokens"]
-    assert all(len(t["routes"]) == 1 for t in document["tokens"])
+    prompt_ids = tokenizer.encode("def add")
+    n_prompt = body["prompt_tokens"]
+    assert n_prompt == len(prompt_ids) and not body["stopped_at_eos"]  # all six generated
+    document, tokens = body["document"], body["document"]["tokens"]
+    # Every token that went through the model is routed: the prompt and the first five new
+    # ones; the sixth was sampled from the fifth's output and is recorded as its prediction.
+    assert document["n_tokens"] == len(tokens) == n_prompt + 6 - 1
+    assert [t["position"] for t in tokens] == list(range(n_prompt + 5))
+    assert [t["token_id"] for t in tokens[:n_prompt]] == prompt_ids
+    generated = [t["token_id"] for t in tokens[n_prompt:]] + [tokens[-1]["predicted"]]
+    assert tokenizer.decode(generated) == body["text"]
+    # Greedy: each generated token is the prediction at the position before it.
+    assert [t["predicted"] for t in tokens[n_prompt - 1 :]] == generated
+    for token in tokens:
+        (route,) = token["routes"]
+        assert route["layer"] == 1 and len(set(route["experts"])) == 2
+        assert set(route["experts"]) <= set(range(4)) and all(route["kept"])  # no capacity
     run = client.get(f"/v1/runs/{body['run_id']}").json()
-    assert run["source"] == "generate"
+    assert run["source"] == "generate" and run["n_tokens"] == len(tokens)
+    (stored,) = client.get(f"/v1/runs/{body['run_id']}/tokens").json()
+    assert stored["document"]["id"] == document["document_id"]
+    assert [(t["position"], t["token_id"], t["predicted"]) for t in stored["tokens"]] == [
+        (t["position"], t["token_id"], t["predicted"]) for t in tokens
+    ]
+    assert [[r["experts"] for r in t["routes"]] for t in stored["tokens"]] == [
+        [r["experts"] for r in t["routes"]] for t in tokens
+    ]
     again = client.post(
         "/v1/generate", json={"prompt": "def add", "max_new_tokens": 6, "seed": 1}
     ).json()
-    assert again["text"] == body["text"]
+    assert again["text"] == body["text"] and again["run_id"] is None
     too_long = client.post("/v1/generate", json={"prompt": "def add", "max_new_tokens": 200})
     assert too_long.status_code == 422 and "exceeds" in too_long.json()["detail"]
 

@@ -171,21 +171,51 @@ def test_export_csv_and_parquet_hold_every_token_and_layer(client):
 
 def test_ablation_experiment_reports_loss_change_and_rerouting(client):
     texts = ["def add(a, b):\n    return a + b", "こんにちは。お元気ですか？"]
+    baseline = client.post("/v1/analyze", json={"texts": texts, "store": False}).json()
+    routes = [t["routes"][0] for d in baseline["documents"] for t in d["tokens"]]
+    top1 = [r["experts"][0] for r in routes]
+    busiest = max(range(4), key=top1.count)  # switched off, it certainly moves tokens
     body = client.post(
-        "/v1/experiments/ablation", json={"texts": texts, "ablate": {"1": [0]}, "domain": "x"}
+        "/v1/experiments/ablation",
+        json={"texts": texts, "ablate": {"1": [busiest]}, "domain": "x"},
     ).json()
-    assert [d["domain"] for d in body["domains"]] == ["x"]
-    effect = body["domains"][0]
+    (effect,) = body["domains"]
+    scored = sum(d["n_tokens"] - 1 for d in baseline["documents"])  # every token but the last
+    assert effect["domain"] == "x" and effect["tokens"] == scored
+    assert effect["base_nll"] == pytest.approx(
+        sum(t["nll"] for d in baseline["documents"] for t in d["tokens"][:-1]) / scored, rel=1e-4
+    )
+    assert effect["ablated_nll"] != effect["base_nll"]
     assert effect["delta"] == pytest.approx(effect["ablated_nll"] - effect["base_nll"])
-    layer = body["rerouting"][0]
-    assert layer["layer"] == 1 and layer["new_experts"][0] == 0.0
-    if layer["affected_tokens"]:
-        assert sum(layer["new_experts"]) == pytest.approx(1.0)
+    (layer,) = body["rerouting"]
+    assert layer["layer"] == 1
+    assert layer["affected_tokens"] == sum(busiest in r["experts"] for r in routes) > 0
+    # Every token whose top-1 was switched off has a new top-1.
+    assert layer["changed_top1"] >= top1.count(busiest) / len(routes) > 0
+    assert layer["new_experts"][busiest] == 0.0
+    assert sum(layer["new_experts"]) == pytest.approx(1.0)
+    # A one-token text has no next token to score: its domain has no loss, yet it is routed.
+    single = client.post("/v1/analyze", json={"texts": ["a"], "store": False}).json()
+    assert single["documents"][0]["n_tokens"] == 1
+    lone = client.post(
+        "/v1/experiments/ablation", json={"texts": ["a"], "ablate": {"1": [0]}, "domain": "one"}
+    )
+    assert lone.status_code == 200
+    assert lone.json()["domains"] == [
+        {"domain": "one", "tokens": 0, "base_nll": None, "ablated_nll": None, "delta": None}
+    ]
+    assert lone.json()["rerouting"][0]["affected_tokens"] == int(
+        0 in single["documents"][0]["tokens"][0]["routes"][0]["experts"]
+    )
     # Without texts, the built-in corpus's validation documents, labelled by their domains.
     corpus = client.post(
         "/v1/experiments/ablation", json={"ablate": {"1": [1]}, "corpus_limit": 6}
     ).json()
-    assert {d["domain"] for d in corpus["domains"]} <= {"code", "prose-en", "chat-ja"}
+    # The first six are the code and English prose ones (tests/conftest.py writes them so).
+    assert [(d["domain"], d["tokens"] > 0) for d in corpus["domains"]] == [
+        ("code", True),
+        ("prose-en", True),
+    ]
 
 
 def test_saturation_experiment(client):

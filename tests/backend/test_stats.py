@@ -107,11 +107,14 @@ def test_vocab_and_expert_profile(client, analysed):
     for document in analysed:
         for token in document["tokens"]:
             routes_by_token[token["token_id"]].append(token["routes"][0]["experts"])
-    expert = 0
-    rows = client.get(
+    top1 = [r["experts"][0] for r in _routes(analysed)]
+    expert = max(range(4), key=top1.count)  # the busiest: certainly some tokens to list
+    (row,) = client.get(
         "/v1/stats/vocab", params={"layer": 1, "expert": expert, "min_count": 1}
-    ).json()[0]
-    for share in rows["tokens"]:
+    ).json()
+    assert row["layer"] == 1 and row["expert"] == expert and row["tokens"]
+    assert any(share["with_expert"] for share in row["tokens"])
+    for share in row["tokens"]:
         seen = routes_by_token[share["token_id"]]
         assert share["count"] == len(seen)
         assert share["with_expert"] == sum(expert in pair for pair in seen)
@@ -120,8 +123,34 @@ def test_vocab_and_expert_profile(client, analysed):
     assert profile["layer"] == 1 and profile["expert"] == expert
     assert {d["domain"] for d in profile["domains"]} == set(TEXTS)
     assert len(profile["partners"]) == 3
-    for example in profile["examples"]:
-        assert example["rank"] in (1, 2) and isinstance(example["piece"], str)
+    # Each example is a stored token whose kept rank-th choice at layer 1 was this expert.
+    stored = {}
+    for run in client.get("/v1/runs").json()["runs"]:
+        for doc in client.get(f"/v1/runs/{run['id']}/tokens").json():
+            stored[doc["document"]["id"]] = (doc["document"]["domain"], doc["tokens"])
+    kept = sum(
+        route["experts"][rank] == expert and route["kept"][rank]
+        for _, tokens in stored.values()
+        for t in tokens
+        for route in t["routes"]
+        if route["layer"] == 1
+        for rank in (0, 1)
+    )
+    examples = profile["examples"]
+    assert len(examples) == min(8, kept) > 0
+    assert [e["rank"] for e in examples] == sorted(e["rank"] for e in examples)  # top-1 first
+    for example in examples:
+        domain, tokens = stored[example["document_id"]]
+        at, rank = example["position"], example["rank"] - 1
+        assert tokens[at]["position"] == at and example["domain"] == domain
+        (route,) = tokens[at]["routes"]
+        assert route["layer"] == 1 and route["experts"][rank] == expert and route["kept"][rank]
+        assert example["gate"] == pytest.approx(route["gates"][rank])
+        pieces = [t["piece"] for t in tokens]  # eight of context on each side
+        assert example["piece"] == pieces[at] and len(example["before"]) == min(at, 8)
+        assert [*example["before"], example["piece"], *example["after"]] == pieces[
+            max(at - 8, 0) : at + 9
+        ]
     assert client.get("/v1/experts/0/0").status_code == 404
     assert client.get("/v1/experts/1/9").status_code == 404
 

@@ -1,53 +1,86 @@
-"""An independent, loop-by-loop numpy oracle of DESIGN.md's top-2 gating (tests only)."""
+"""A loop-by-loop oracle of DESIGN.md's top-2 gating, written from the spec (tests only).
+
+Plain Python over one token at a time, sharing nothing with `glam.routing`: no argmax over
+masked logits, no cumulative sums. Each rule is the DESIGN.md step it cites.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+_EPS = 1e-9  # step 3's epsilon
+
+
+def _softmax(row: list[float]) -> list[float]:
+    top = max(row)
+    weights = [math.exp(x - top) for x in row]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _choices(probs: list[float]) -> tuple[int, int]:
+    """Step 2: the most probable expert, then the best of the others (ties: lowest id)."""
+    ranked = sorted(range(len(probs)), key=lambda e: (-probs[e], e))
+    first = ranked[0]
+    second = max((e for e in range(len(probs)) if e != first), key=lambda e: (probs[e], -e))
+    return first, second
+
+
+def _group(logits: np.ndarray, mask: np.ndarray, capacity: int) -> tuple[dict, float | None]:
+    """One group (sequence): per-token lists of the routing fields, and its aux loss."""
+    seq, experts = logits.shape
+    probs = [_softmax([float(x) for x in logits[s]]) for s in range(seq)]  # step 1
+    choices = [_choices(p) for p in probs]
+    fields = {
+        "expert": [list(c) for c in choices],
+        "prob": [[probs[s][e] for e in choices[s]] for s in range(seq)],
+        "kept": [[False, False] for _ in range(seq)],
+        "slot": [[-1, -1] for _ in range(seq)],
+        "gate": [[0.0, 0.0] for _ in range(seq)],
+    }
+    # Step 6, top-1: slots in sequence order; every valid top-1 takes the next one, kept
+    # if that slot is below capacity. Padding (step 4) takes none.
+    taken = [0] * experts
+    for s in range(seq):
+        if mask[s]:
+            e = choices[s][0]
+            if taken[e] < capacity:
+                fields["kept"][s][0], fields["slot"][s][0] = True, taken[e]
+            taken[e] += 1
+    # Step 6, top-2: queued behind the kept top-1 assignments of the same expert.
+    queue = [min(n, capacity) for n in taken]
+    for s in range(seq):
+        if mask[s]:
+            e = choices[s][1]
+            if queue[e] < capacity:
+                fields["kept"][s][1], fields["slot"][s][1] = True, queue[e]
+            queue[e] += 1
+    # Steps 3 and 7: renormalised over the two choices, 0 where dropped.
+    for s in range(seq):
+        p1, p2 = fields["prob"][s]
+        for rank, p in enumerate((p1, p2)):
+            if fields["kept"][s][rank]:
+                fields["gate"][s][rank] = p / (p1 + p2 + _EPS)
+    # Step 8: E^2 * mean_e(share of valid tokens with top-1 e * mean prob of e).
+    valid = [s for s in range(seq) if mask[s]]
+    if not valid:
+        return fields, None
+    share = [sum(choices[s][0] == e for s in valid) / len(valid) for e in range(experts)]
+    mean_prob = [sum(probs[s][e] for s in valid) / len(valid) for e in range(experts)]
+    aux = experts**2 * sum(share[e] * mean_prob[e] for e in range(experts)) / experts
+    return fields, aux
 
 
 def reference_top2(logits: np.ndarray, mask: np.ndarray, capacity: np.ndarray) -> dict:
-    """logits [G,S,E], mask [G,S] bool, capacity [G] -> expert, gate, prob, kept, slot, aux."""
-    groups, seq, experts = logits.shape
-    logits = logits.astype(np.float64)
-    shifted = logits - logits.max(-1, keepdims=True)
-    probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
-    out = {k: np.zeros((groups, seq, 2)) for k in ("expert", "gate", "prob", "kept", "slot")}
-    out["slot"][:] = -1
-    aux = []
-    for g in range(groups):
-        e1 = probs[g].argmax(-1)
-        rest = logits[g].copy()
-        rest[np.arange(seq), e1] = -np.inf
-        e2 = rest.argmax(-1) if experts > 1 else e1
-        p1 = probs[g, np.arange(seq), e1]
-        p2 = probs[g, np.arange(seq), e2] if experts > 1 else np.zeros(seq)
-        g1, g2 = p1 / (p1 + p2 + 1e-9), p2 / (p1 + p2 + 1e-9)
-        fill = np.zeros(experts, int)
-        kept1 = np.zeros(seq, bool)
-        for s in range(seq):  # top-1 first, in sequence order
-            if mask[g, s]:
-                if fill[e1[s]] < capacity[g]:
-                    kept1[s] = True
-                    out["slot"][g, s, 0] = fill[e1[s]]
-                # every valid top-1 assignment advances its queue (exclusive cumsum)
-                fill[e1[s]] += 1
-        fill = np.array([kept1[(e1 == e) & mask[g]].sum() for e in range(experts)])
-        kept2 = np.zeros(seq, bool)
-        for s in range(seq):  # then top-2, behind the kept top-1 of the same expert
-            if mask[g, s]:
-                if fill[e2[s]] < capacity[g]:
-                    kept2[s] = True
-                    out["slot"][g, s, 1] = fill[e2[s]]
-                fill[e2[s]] += 1
-        out["expert"][g] = np.stack([e1, e2], -1)
-        out["prob"][g] = np.stack([p1, p2], -1)
-        out["kept"][g] = np.stack([kept1, kept2], -1)
-        out["gate"][g] = np.stack([g1 * kept1, g2 * kept2], -1)
-        n = mask[g].sum()
-        if n:
-            frac = np.bincount(e1[mask[g]], minlength=experts) / n
-            meanprob = probs[g][mask[g]].mean(0)
-            aux.append(experts**2 * np.mean(frac * meanprob))
-    out["aux_loss"] = float(np.mean(aux)) if aux else 0.0
-    out["kept"] = out["kept"].astype(bool)
+    """logits [G,S,E], mask [G,S] bool, capacity [G] -> expert, gate, prob, kept, slot
+    ([G,S,2] arrays) and aux_loss (mean over the groups that have a valid token)."""
+    groups = [_group(logits[g], mask[g], int(capacity[g])) for g in range(logits.shape[0])]
+    out = {
+        name: np.array([fields[name] for fields, _ in groups])
+        for name in ("expert", "prob", "kept", "slot", "gate")
+    }
+    losses = [aux for _, aux in groups if aux is not None]
+    out["aux_loss"] = sum(losses) / len(losses) if losses else 0.0
     return out

@@ -258,14 +258,52 @@ def test_token_grid_has_one_cell_per_token_and_layer_and_outlines_drops():
     assert {"gate1", "gate2", "prob1", "prob2", "entropy", "nll", "predicted"} <= tooltips
 
 
-def test_builders_accept_empty_results():
-    # A fresh store yields empty lists; pages may still draw them.
-    for chart in (
-        charts.load_heatmap([]),
-        charts.drop_rate_bars([]),
-        charts.tokens_by_domain_bars([]),
-        charts.domain_heatmap([]),
-        charts.saturation_bars([], "t"),
-    ):
-        assert isinstance(spec(chart), dict)
-    assert math.isclose(rule_baseline(charts.saturation_bars([], "t").layer[1]), 0.0)
+def rows(layer: dict, top: dict) -> list[dict]:
+    """The rows a (layer of a) Vega-Lite spec draws; the datasets sit at the top level."""
+    return top["datasets"][layer["data"]["name"]]
+
+
+def encodings(layer: dict) -> dict[str, list[tuple[str, str]]]:
+    """Each encoding channel's (field, type) pairs: one, or a tooltip's several."""
+    return {
+        name: [(e["field"], e["type"]) for e in (enc if isinstance(enc, list) else [enc])]
+        for name, enc in layer["encoding"].items()
+    }
+
+
+_LOSS = s.DomainLoss(
+    domain="code",
+    documents=2,
+    tokens=9,
+    scored_tokens=7,
+    mean_nll=s.Measure(value=2.0, baseline=6.0),
+)
+_SATURATION = s.LayerSaturation(layer=1, tokens=9, saturation=0.8, baseline=0.5)
+
+
+@pytest.mark.parametrize(
+    ("build", "items"),
+    [
+        (charts.load_heatmap, [samples.layer_load_stats(1, [10, 20, 30, 40])]),
+        (charts.drop_rate_bars, samples.balance_stats().routing),
+        (charts.tokens_by_domain_bars, [_LOSS]),
+        (charts.domain_heatmap, samples.domain_specs()),
+        (lambda items: charts.saturation_bars(items, "t").layer[0], [_SATURATION]),
+    ],
+    ids=["load", "drops", "tokens-by-domain", "domains", "saturation"],
+)
+def test_builders_draw_empty_results_as_the_same_chart_with_no_rows(build, items):
+    # A fresh store yields empty lists; pages may still draw them: the same marks on the
+    # same fields, with nothing in them (not a broken spec, not a fake row).
+    empty, full = spec(build([])), spec(build(items))
+    assert rows(empty, empty) == [] and rows(full, full)
+    assert empty["mark"]["type"] == full["mark"]["type"]
+    assert encodings(empty) == encodings(full)
+    fields = {field for pairs in encodings(full).values() for field, _ in pairs}
+    assert fields <= set(rows(full, full)[0])  # every field drawn is a column of the rows
+
+
+def test_an_empty_saturation_chart_keeps_its_baseline_rule_at_zero():
+    chart = charts.saturation_bars([], "t")
+    assert math.isclose(rule_baseline(chart.layer[1]), 0.0)
+    assert spec(chart)["title"] == "t (random: 2/E = 0.00)"
