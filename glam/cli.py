@@ -128,7 +128,12 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> None:
     if args.sample_chars_per_domain:
         records = sample_by_domain(records, args.sample_chars_per_domain)
     try:
-        path = train_tokenizer(records, Path(args.out), vocab_size=args.vocab_size)
+        coverage = (
+            {}
+            if args.character_coverage is None
+            else {"character_coverage": args.character_coverage}
+        )
+        path = train_tokenizer(records, Path(args.out), vocab_size=args.vocab_size, **coverage)
     except ValueError as error:
         raise CliError(str(error)) from None
     print(f"wrote {path}")
@@ -143,11 +148,15 @@ def cmd_tokenizer_measure(args: argparse.Namespace) -> None:
     except FileNotFoundError as error:
         raise CliError(str(error)) from None
     records = _records(args.corpus, args.split)
+    # A file of one split (the shipped validation.jsonl.gz) is recorded as that split, never
+    # as the whole corpus.
+    splits = {record.split for record in records}
+    split = args.split or (next(iter(splits)) if len(splits) == 1 else None)
     report = {key: measure(tokenizer, records, key) for key in ("domain", "lang")}
     result = {
         "vocab_size": tokenizer.vocab_size,
         "corpus": args.corpus,
-        "split": args.split,
+        "split": split,
         **{
             f"by_{key}": {k: fit.to_dict() for k, fit in fits.items()}
             for key, fits in report.items()
@@ -159,9 +168,8 @@ def cmd_tokenizer_measure(args: argparse.Namespace) -> None:
             manifest = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise CliError(f"cannot read the corpus manifest {path}: {error}") from None
-        manifest.setdefault("tokenizer", {})[
-            f"vocab_{tokenizer.vocab_size}_{args.split or 'all'}"
-        ] = result
+        key = f"vocab_{tokenizer.vocab_size}_{split or 'all'}"
+        manifest.setdefault("tokenizer", {})[key] = result
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
         tmp.replace(path)
@@ -206,13 +214,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         seed=args.seed,
         save_at=args.save_at,
     )
+    # tqdm shows the steps, their rate and the time left; the postfix adds tokens/s.
     bar = tqdm(total=args.steps, desc=cfg.name, unit="step", disable=args.quiet)
+    tokens_per_step = args.batch_size * args.seq_len
 
     def progress(step: int, row: dict[str, float]) -> None:
-        bar.n = step
+        bar.update(step - bar.n)
+        rate = bar.format_dict.get("rate") or 0.0  # steps/s, smoothed
         bar.set_postfix(
-            loss=f"{row['loss']:.3f}", aux=f"{row['aux_loss']:.3f}", drop=f"{row['drop_rate']:.3f}"
-        )
+            loss=f"{row['loss']:.3f}", aux=f"{row['aux_loss']:.3f}",
+            drop=f"{row['drop_rate']:.3f}", tok_s=f"{rate * tokens_per_step:,.0f}",
+        )  # fmt: skip
 
     try:
         result = train(cfg, records, tokenizer, Path(args.out), train_cfg,
@@ -358,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=int, default=8192)
     p.add_argument("--sample-chars-per-domain", type=int, default=0,
                    help="at most this many characters of each domain (0: all)")  # fmt: skip
+    p.add_argument("--character-coverage", type=float, default=None,
+                   help="share of the sample's characters that get pieces of their own "
+                   "(default 0.9995); the rest are spelled in bytes")  # fmt: skip
     p.set_defaults(func=cmd_tokenizer_train)
 
     p = tok.add_parser("measure", help="characters per token and byte-fallback share")

@@ -78,4 +78,6 @@ def test_measure_command_prints_and_records_the_figures_in_the_manifest(
     assert printed["by_domain"]["help"]["chars"] == len(_JA) + len(_EN)
     recorded = json.loads(manifest.read_text())
     assert recorded["totals"] == {"docs": 2}  # what was there stays
-    assert recorded["tokenizer"][f"vocab_{with_japanese.vocab_size}_all"] == printed
+    # A file of one split is recorded as that split, not as the whole corpus.
+    assert printed["split"] == "validation"
+    assert recorded["tokenizer"] == {f"vocab_{with_japanese.vocab_size}_validation": printed}
