@@ -161,6 +161,20 @@ PRESETS: dict[str, GlamConfig] = {
         num_experts=8,
         max_len=512,
     ),
+    # The article's shape at CPU scale: 64 experts, top-2, MoE every other layer, the
+    # corpus tokenizer's 24k vocabulary (docs/CORPUS.md). Sized so that two bfloat16
+    # checkpoints fit the repository's 150 MiB (29M parameters, 4.9M activated; issue 13).
+    "glam-64e": GlamConfig(
+        name="glam-64e",
+        vocab_size=24000,
+        d_model=128,
+        d_ff=512,
+        num_layers=6,
+        num_heads=4,
+        head_dim=32,
+        num_experts=64,
+        max_len=1024,
+    ),
     "glam-small": GlamConfig(
         name="glam-small",
         vocab_size=8192,
