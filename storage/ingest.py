@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from glam.trace import RoutingTrace
@@ -358,8 +358,17 @@ def _subtract_from_model(session: Session, run: Run) -> None:
             .where(*(model_t.c[k] == share.c[k] for k in family.keys))
             .values({v: model_t.c[v] - share.c[v] for v in family.values})
         )
+        # Only the rows this run touched can have emptied: looked up by key, not a scan of
+        # every model row of the family.
+        touched = select(*(source.c[k] for k in family.keys)).where(source.c.run_id == run.id)
         empty = sum((model_t.c[c] for c in family.presence[1:]), model_t.c[family.presence[0]])
-        session.execute(delete(model_t).where(model_t.c.model_id == run.model_id, empty <= 0))
+        session.execute(
+            delete(model_t).where(
+                model_t.c.model_id == run.model_id,
+                tuple_(*(model_t.c[k] for k in family.keys)).in_(touched),
+                empty <= 0,
+            )
+        )
 
 
 def delete_run(session: Session, run_id: int) -> bool:

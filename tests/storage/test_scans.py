@@ -97,3 +97,24 @@ def test_one_tokens_experts_go_through_an_index(filled, statements, scope) -> No
                 for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", parameters)
             )
             assert "vocab_expert_counts_token" in plan, plan
+
+
+def test_deleting_a_run_touches_the_model_rows_by_key(filled, statements) -> None:
+    """The run's share leaves the model-wide counts by key lookups: no statement of the
+    delete reads every model_* row of the model (SQLite's plan searches past model_id)."""
+    from storage.ingest import delete_run
+
+    engine, run, _ = filled
+    with Session(engine) as session, session.begin():
+        statements.clear()
+        assert delete_run(session, run)
+    on_model_tables = [(s, p) for s, p in statements if " model_" in s and "DELETE" in s]
+    assert on_model_tables
+    with engine.connect() as connection:
+        for query, parameters in on_model_tables:
+            plan = [str(r[-1]) for r in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}",
+                                                                   parameters)]  # fmt: skip
+            target = query.split("FROM", 1)[1].split()[0]
+            (step,) = [step for step in plan if step.split()[1:2] == [target]]
+            # By key: more than the model's prefix (which is every row of the model).
+            assert step.startswith(f"SEARCH {target}") and "model_id=? AND" in step, (query, plan)
