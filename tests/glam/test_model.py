@@ -149,17 +149,20 @@ def test_capacity_factor_override_changes_drops(model):
 def test_capacity_factors_share_compiled_programs_and_route_exactly(model):
     """Any factor a client sends gets its exact capacity, yet the programs compiled for one
     shape stay few: the capacity is an input, only the buffer size (a power of two) is
-    static (issue 18.8)."""
+    static (issue 18.8). Ten factors, at most six programs."""
     cfg = TINY.replace(name="capacity-programs")  # programs of its own
     fresh = build(cfg, seed=0)
     tokens = _tokens(2, 32, seed=11)
     mask = np.ones_like(tokens, bool)
     mask[1, 20:] = False
-    factors = [0.3 + 0.23 * i for i in range(14)]  # 0.3 .. 3.29
+    factors = [0.3 + 0.37 * i for i in range(10)]  # 0.3 .. 3.63
     before = _forward_compiled._cache_size()
-    for factor in factors:
+    for index, factor in enumerate(factors):
         logits, trace = forward(fresh, tokens, mask, capture=True, capacity_factor=factor)
-        # The reference: the model's own in-graph capacity rule (the training path).
+        if index % 3:
+            continue
+        # The reference: the model's own in-graph capacity rule (the training path), run
+        # eagerly (slow) for a few of the factors.
         ref_logits, stats, _ = fresh(
             jnp.asarray(tokens), mask_bs=jnp.asarray(mask),
             options=RouteOptions(capacity_factor=factor),
@@ -168,7 +171,7 @@ def test_capacity_factors_share_compiled_programs_and_route_exactly(model):
         np.testing.assert_allclose(dropped / (2 * mask.sum()), np.asarray(stats.drop_rate))
         np.testing.assert_allclose(np.asarray(logits), np.asarray(ref_logits), atol=2e-5)
     compiled = _forward_compiled._cache_size() - before
-    assert len({round(f, 2) for f in factors}) == 14
+    assert len({round(f, 2) for f in factors}) == 10
     # Buffers of 1, 2, 4, 8, 16 or 32 slots: at most six programs, whatever the factors.
     assert compiled <= 6, compiled
 
