@@ -113,11 +113,6 @@ def list_jobs(
 ACTIVE: tuple[JobStatus, ...] = ("queued", "running")
 
 
-def oldest_job(session: Session, *, status: JobStatus) -> int | None:
-    """The id of the oldest job with `status`, if any."""
-    return session.scalar(select(func.min(Job.id)).where(Job.status == status))
-
-
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -170,13 +170,12 @@ def token_experts(
     # By token first (the index on scope, kind, token_id), one run at a time: with the
     # layers or several runs in the condition, SQLite takes the key's (scope, layer, kind)
     # prefix instead and reads every expert x domain x token row of each layer.
-    scope_rows = [ve.c.run_id == run for run in res.runs] if res.runs is not None else [None]
-    others = res.where(ve, layer_columns=())[1:]  # the domains; [0] is the model or runs
-    for scope_row in scope_rows:
-        where = res.where(ve, layer_columns=())[:1] if scope_row is None else [scope_row]
+    whole_scope, *domains = res.where(ve, layer_columns=())
+    scopes = [ve.c.run_id == run for run in res.runs] if res.runs is not None else [whole_scope]
+    for one_scope in scopes:
         for layer, expert, n in session.execute(
             select(ve.c.layer, ve.c.expert, total(ve.c.n))
-            .where(*where, *others, ve.c.kind == kind, ve.c.token_id == token_id)
+            .where(one_scope, *domains, ve.c.kind == kind, ve.c.token_id == token_id)
             .group_by(ve.c.layer, ve.c.expert)
         ).all():
             if layer in counts:

@@ -3,27 +3,13 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from tests.boundaries import imported_modules
 
 STORAGE = Path(__file__).resolve().parents[2] / "storage"
 FORBIDDEN = {"backend", "ui", "bench", "tests"}
 ALLOWED_GLAM = {"glam.trace"}
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Dotted names a module imports (absolute imports, at any depth of the code);
-    `from glam import trace` counts as `glam.trace`."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "glam":
-                names |= {f"glam.{alias.name}" for alias in node.names}
-            else:
-                names.add(node.module)
-    return names
 
 
 def offences(names: set[str]) -> set[str]:
