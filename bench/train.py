@@ -1,12 +1,14 @@
 """Training throughput: the train step alone vs end-to-end training, against the matmul peak.
 
-    python bench/train.py                             # glam-64e, batch 32 x 256, f32
+    python bench/train.py                             # glam-64e, batch 32 x 256, f32, 20 steps
     python bench/train.py --preset glam-tiny --batch 16 --steps 20
 
 Step only: `glam.train.train_step` on batches already packed, timed over `--steps` steps
 after two of warm-up. End to end: `glam.train.train` itself over the same number of steps
-(packing the corpus, logging every step, saving the training state once and the final
-model), timed from its third step to its return. Both in one process, one after the other;
+(packing the corpus, logging every step, saving the training state and the final model
+as the CLI does: state every 100 steps and at the end), timed from its third step to its
+return, so the one state save and the export at the end weigh on a short run more than on
+a real one. Both in one process, one after the other;
 the matmul peak (a square float32 matmul) is measured in the same run. Training FLOPs are
 three times the forward's (the backward pass costs two forwards): 6 x activated parameters
 per token plus attention. Goals (issue 13): at least 35% of the peak, and end to end within
@@ -63,8 +65,7 @@ def end_to_end(cfg: GlamConfig, records, tokenizer: Tokenizer, train_cfg: TrainC
             marks[2] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as out:
-        train(cfg, records, tokenizer, Path(out), train_cfg, progress=progress,
-              state_every=max(train_cfg.steps // 2, 1))  # fmt: skip
+        train(cfg, records, tokenizer, Path(out), train_cfg, progress=progress)
         return (time.perf_counter() - marks[2]) / (train_cfg.steps - 2)
 
 
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--preset", default="glam-64e")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps of each")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps of each")
     parser.add_argument("--tokenizer", default=str(REPO / "checkpoints/corpus/tokenizer.model"))
     parser.add_argument("--corpus", default=str(REPO / "checkpoints/corpus/validation.jsonl.gz"))
     parser.add_argument("--peak-n", type=int, default=2048, help="matmul size for the peak")

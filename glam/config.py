@@ -170,8 +170,10 @@ PRESETS: dict[str, GlamConfig] = {
         d_model=128,
         d_ff=512,
         num_layers=6,
-        num_heads=4,
-        head_dim=32,
+        # Two heads of 64 rather than four of 32: the same FLOPs, but a CPU spends 40% less
+        # time in attention when each score matmul contracts over 64 (measured, issue 13).
+        num_heads=2,
+        head_dim=64,
         num_experts=64,
         max_len=1024,
     ),

@@ -129,9 +129,11 @@ class Attention(nnx.Module):
             new_cache = (keys, values)
         head_dim = q_bsnh.shape[-1]
         logits_bnst = jnp.einsum("bsnh,btnh->bnst", q_bsnh, keys) * head_dim**-0.5
-        logits_bnst = logits_bnst + self.position_bias(q_pos, k_pos)[None]
-        allowed_bst = (k_pos[None, :] <= q_pos[:, None])[None] & key_mask_bt[:, None, :]
-        logits_bnst = jnp.where(allowed_bst[:, None], logits_bnst, -1e30)
+        # The causal mask is folded into the bias, which is shared by the batch; only the
+        # key mask is applied per sequence.
+        causal_st = k_pos[None, :] <= q_pos[:, None]
+        bias_nst = jnp.where(causal_st[None], self.position_bias(q_pos, k_pos), -1e30)
+        logits_bnst = jnp.where(key_mask_bt[:, None, None, :], logits_bnst + bias_nst, -1e30)
         weights_bnst = jax.nn.softmax(logits_bnst, axis=-1)
         out_bsnh = jnp.einsum("bnst,btnh->bsnh", weights_bnst, values)
         out_bsd = jnp.einsum("bsnh,nhd->bsd", out_bsnh, self.o_nhd[...])

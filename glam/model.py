@@ -99,6 +99,14 @@ class Glam(nnx.Module):
         self.mesh: jax.sharding.Mesh | None = None  # set by glam.sharding.shard_model
 
     def __call__(
+        self, tokens_bs: jax.Array, **kwargs: Any
+    ) -> tuple[jax.Array, RouterStats, list[KVCache] | None]:
+        """Logits [b, s, v], router statistics and KV caches: `features` then the tied
+        output softmax."""
+        x_bsd, router, caches = self.features(tokens_bs, **kwargs)
+        return jnp.einsum("bsd,vd->bsv", x_bsd, self.embed_vd[...]), router, caches
+
+    def features(
         self,
         tokens_bs: jax.Array,
         *,
@@ -110,8 +118,8 @@ class Glam(nnx.Module):
         caches: Sequence[KVCache] | None = None,
         capacity_b: jax.Array | None = None,
     ) -> tuple[jax.Array, RouterStats, list[KVCache] | None]:
-        """Logits [b, s, v], router statistics stacked over the L MoE layers ([L] each)
-        and the updated KV caches.
+        """Final-norm hidden states [b, s, d] (the softmax's input), router statistics
+        stacked over the L MoE layers ([L] each) and the updated KV caches.
 
         `ablated_le` [L, e] bool switches experts off per MoE layer. Incremental decoding
         passes `caches` (one (k, v) per layer), the new tokens' positions `q_pos` and the
@@ -143,12 +151,11 @@ class Glam(nnx.Module):
             if layer_stats is not None:
                 stats.append(layer_stats)
         x_bsd = self.final_norm(x_bsd)
-        logits_bsv = jnp.einsum("bsd,vd->bsv", x_bsd, self.embed_vd[...])
         if stats:
             router = RouterStats(*(jnp.stack(field) for field in zip(*stats, strict=True)))
         else:
             router = RouterStats(*(jnp.zeros((0,), jnp.float32) for _ in RouterStats._fields))
-        return logits_bsv, router, new_caches if caches is not None else None
+        return x_bsd, router, new_caches if caches is not None else None
 
 
 def build(cfg: GlamConfig, seed: int = 0) -> Glam:

@@ -32,6 +32,7 @@ from glam.config import GlamConfig
 from glam.corpus import TRAIN, Record, summarize
 from glam.data import PackedBatches, PackedCorpus
 from glam.layers import RouteOptions
+from glam.losses import tied_softmax_cross_entropy
 from glam.model import Glam, build
 from glam.tokenizer import Tokenizer
 
@@ -72,12 +73,18 @@ def loss_fn(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     model = nnx.merge(graphdef, params)
     mask_bs = jnp.ones(tokens_bs.shape, bool)
-    logits_bsv, router, _ = model(
+    x_bsd, router, _ = model.features(
         tokens_bs, mask_bs=mask_bs, options=RouteOptions(capacity_factor=cfg.capacity_factor)
     )
-    log_probs = jax.nn.log_softmax(logits_bsv[:, :-1].astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(log_probs, tokens_bs[:, 1:, None], axis=-1)[..., 0]
-    ce = jnp.mean(nll)
+    # Every position but the last predicts the next token (packed rows: no padding).
+    targets_bs = jnp.concatenate([tokens_bs[:, 1:], tokens_bs[:, :1]], axis=1)
+    weights_bs = jnp.ones(tokens_bs.shape, jnp.float32).at[:, -1].set(0.0)
+    ce = tied_softmax_cross_entropy(
+        x_bsd.reshape(-1, x_bsd.shape[-1]),
+        model.embed_vd[...],
+        targets_bs.reshape(-1),
+        weights_bs.reshape(-1),
+    )
     aux = jnp.sum(router.aux_loss)
     z = jnp.sum(router.z_loss)
     loss = ce + cfg.aux_loss_weight * aux + cfg.z_loss_weight * z
@@ -185,19 +192,32 @@ def train(
         nnx.update(model, params)
         saved[step] = checkpoint.save(out / name, model, tokenizer, meta(step))
 
+    # A step's metrics are read (a wait for the device) only once the next step has been
+    # dispatched, so the host packs the next batch while the device computes.
+    pending: tuple[int, dict[str, jax.Array]] | None = None
+
+    def record(step: int, metrics: dict[str, jax.Array]) -> None:
+        row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+        history.append(row)
+        if progress:
+            progress(step, row)
+
     for step in range(start_step, train_cfg.steps):
         tokens = jnp.asarray(batches.batch(step))
         params, opt_state, metrics = train_step(
             params, opt_state, tokens, graphdef=graphdef, cfg=cfg, tx=tx
         )
         done = step + 1
-        row = {"step": done, **{k: float(v) for k, v in metrics.items()}}
-        history.append(row)
-        if progress:
-            progress(done, row)
+        if pending is not None:
+            record(*pending)
+        pending = (done, metrics)
+        wants_state = done % state_every == 0 or done == train_cfg.steps
+        if wants_state or done in train_cfg.save_at:
+            record(*pending)  # saves carry the history up to this step
+            pending = None
         if done in train_cfg.save_at and done != train_cfg.steps:
             export(done, f"step-{done:06d}")
-        if done % state_every == 0 or done == train_cfg.steps:
+        if wants_state:
             manager.save(
                 done,
                 args=ocp.args.Composite(
