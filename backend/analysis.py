@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session
 from backend.batching import BatcherStopped, RouteRequest, freeze_ablation
 from backend.deps import AppState
 from backend.registry import UnknownCheckpoint
+from glam import probes
 from glam.model import ablation_mask
 from glam.tokenizer import Tokenizer
 from glam.trace import RoutingTrace
-from storage import ingest
+from storage import ingest, training
 from storage import runs as run_store
 from storage.maintenance import route_rows
 
@@ -129,9 +130,10 @@ def run_parameters(options: RouteRequest, state: AppState) -> dict[str, Any]:
 
 
 def register_model(session: Session, state: AppState) -> None:
-    """Make sure the served model and its vocabulary are in the store."""
+    """Make sure the served model, its vocabulary and its routing over training (when
+    traces ship with it) are in the store."""
     main = state.registry.main
-    ingest.register_model(
+    model_id = ingest.register_model(
         session,
         name=main.config.name,
         num_experts=main.config.num_experts,
@@ -142,6 +144,12 @@ def register_model(session: Session, state: AppState) -> None:
         moe_layers=list(main.config.moe_layers),
         pieces=main.tokenizer.vocab(),
     )
+    traces = probes.traces_beside(state.registry.info("final").path)
+    if traces is not None:
+        digest = hashlib.sha256(traces.read_bytes()).hexdigest()
+        if training.stored_traces_sha256(session, model_id) != digest:
+            points = probes.curves(probes.load_traces(traces))
+            training.replace_training_routing(session, model_id, points, digest)
 
 
 def store_run(

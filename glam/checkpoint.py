@@ -1,7 +1,8 @@
 """Model directories: what a trained GLaM is on disk, and `glam.load`.
 
 A model directory holds `config.json` (the GlamConfig), `tokenizer.model`, `params/` (an
-Orbax checkpoint of the parameters, float32) and `meta.json` (step, tokens seen, ...).
+Orbax checkpoint of the parameters, float32 or bfloat16; restored as float32) and
+`meta.json` (step, tokens seen, params_dtype, ...).
 Training state for resuming (optimizer moments) lives elsewhere: see glam/train.py.
 """
 
@@ -59,8 +60,18 @@ def shipped_dir(which: str = "final") -> Path:
     return root / SHIPPED_MODEL / which
 
 
-def save(path: Path | str, model: Glam, tokenizer: Tokenizer, meta: dict[str, Any]) -> Path:
-    """Write a model directory atomically (a temporary sibling, renamed when complete)."""
+def save(
+    path: Path | str,
+    model: Glam,
+    tokenizer: Tokenizer,
+    meta: dict[str, Any],
+    *,
+    params_dtype: str = "float32",
+) -> Path:
+    """Write a model directory atomically (a temporary sibling, renamed when complete).
+
+    `params_dtype="bfloat16"` stores the weights at half the size (the shipped models);
+    `load` always restores float32, so compute is float32 either way."""
     path = Path(path).resolve()
     staging = path.with_name(path.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -68,8 +79,10 @@ def save(path: Path | str, model: Glam, tokenizer: Tokenizer, meta: dict[str, An
     (staging / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     (staging / TOKENIZER_FILE).write_bytes(tokenizer.to_bytes())
     params = jax.device_get(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    params = jax.tree.map(lambda array: np.asarray(array).astype(params_dtype), params)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(staging / PARAMS_DIR, params)
+    meta = {**meta, "params_dtype": params_dtype}
     (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     # Swap: the old directory is moved aside before the new one takes its name, so a crash
     # at any point leaves a complete model directory under one of the two names.

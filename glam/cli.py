@@ -258,6 +258,27 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"drop rate {result.drop_rate:.4f}  aux loss {result.aux_loss:.4f}")
 
 
+def cmd_probe(args: argparse.Namespace) -> None:
+    from glam import probes
+    from glam.checkpoint import CheckpointError
+    from glam.checkpoint import load as load_model
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise CliError(f"no run directory at {run}")
+    records = _records(args.corpus)
+    try:
+        first = load_model(probes.checkpoints_of(run)[0])
+        probe_set = probes.probe_set(records, first.tokenizer,
+                                     tokens_per_domain=args.tokens_per_domain,
+                                     seq_len=args.seq_len)  # fmt: skip
+        summary = probes.record_run(run, probe_set, Path(args.out))
+    except (ValueError, CheckpointError) as error:
+        raise CliError(str(error)) from None
+    print(f"routed {summary['rows']} probe rows with {summary['checkpoints']} checkpoints "
+          f"(steps {', '.join(map(str, summary['steps']))}) -> {args.out}")  # fmt: skip
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
     from glam.generate import generate
 
@@ -407,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("probe", help="route a fixed probe set with every checkpoint of a run")
+    p.add_argument("--run", required=True, help="training output directory")
+    p.add_argument("--corpus", required=True, help="a corpus with a validation split")
+    p.add_argument("--out", required=True, help="the traces (.npz)")
+    p.add_argument("--tokens-per-domain", type=int, default=2000)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("generate", help="generate text, with its routing")
     p.add_argument("--checkpoint", default=None)

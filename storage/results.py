@@ -264,3 +264,39 @@ class TokenInfo:
 class DocumentTokens:
     document: DocumentInfo
     tokens: tuple[TokenInfo, ...]
+
+
+@_frozen
+class TrainingPoint:
+    """A model's probe-set routing at one training step, MoE layer and domain ('' = all).
+
+    saturation: mean over tokens of |top-2 at this step ∩ top-2 at the last| / 2 (OLMoE
+    eq. 5; uniform baseline 2/E). load_cv, max_vio, dead_experts: of the kept assignments.
+    drop_rate: share of the assignments (both ranks) dropped. router_entropy: nats, mean
+    over tokens. loss: mean next-token loss of the probe tokens, nats.
+    """
+
+    step: int
+    tokens_seen: int
+    layer: int
+    domain: str
+    tokens: int
+    saturation: float | None
+    top1_agreement: float | None
+    load_cv: float | None
+    max_vio: float | None
+    dead_experts: int
+    drop_rate: float | None
+    router_entropy: float | None
+    loss: float | None
+
+
+@_frozen
+class TrainingHistory:
+    """A model's probe-set routing over its training steps (see TrainingPoint)."""
+
+    model: str
+    num_experts: int
+    saturation_baseline: float  # 2/E: two uniformly random top-2 sets
+    last_step: int | None  # the step saturation is measured against
+    points: tuple[TrainingPoint, ...]

@@ -170,6 +170,34 @@ class Job(Base):
     claim_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class TrainingRouting(Base):
+    """One point of a model's routing over training: the statistics of its probe set at one
+    saved training step, one MoE layer and one domain ('' = the whole probe set).
+
+    Written whole from the traces shipped with the model (glam/probes.py); `traces_sha256`
+    names the file they came from, so a restart with the same file writes nothing.
+    """
+
+    __tablename__ = "training_routing"
+    __table_args__ = (PrimaryKeyConstraint("model_id", "step", "layer", "domain"),)
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    layer: Mapped[int] = mapped_column(SmallInteger)
+    domain: Mapped[str] = mapped_column(String(64))
+    tokens_seen: Mapped[int] = mapped_column(BigInteger)
+    tokens: Mapped[int] = mapped_column(Integer)  # probe tokens in this point
+    saturation: Mapped[float | None] = mapped_column(Double)  # vs the last step (OLMoE eq. 5)
+    top1_agreement: Mapped[float | None] = mapped_column(Double)
+    load_cv: Mapped[float | None] = mapped_column(Double)
+    max_vio: Mapped[float | None] = mapped_column(Double)
+    dead_experts: Mapped[int] = mapped_column(SmallInteger)
+    drop_rate: Mapped[float | None] = mapped_column(Double)
+    router_entropy: Mapped[float | None] = mapped_column(Double)
+    loss: Mapped[float | None] = mapped_column(Double)
+    traces_sha256: Mapped[str] = mapped_column(String(64))
+
+
 # BULK_ROWS_NOTE: tokens, routes and the run_* aggregates carry their document or run id
 # without a FOREIGN KEY constraint. They are written only by `storage.ingest`, in the
 # transaction that creates their document or run, and deleted only by `delete_run`, which

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from backend.deps import SessionDep
 from backend.params import MAX_ID, Id, Index, Label, Name
 from backend.schemas import DATABASE_DOWN, INVALID, Problem
-from storage import queries
+from storage import queries, training
 from storage.results import (
     Coactivation,
     ConsecutiveRouting,
@@ -26,6 +26,7 @@ from storage.results import (
     LayerRouting,
     PositionDrops,
     Saturation,
+    TrainingHistory,
     Transitions,
     VocabSpecialization,
 )
@@ -89,6 +90,25 @@ def balance(session: SessionDep, filters: ScopeDep) -> BalanceStats:
 @router.get("/domains", responses=ERRORS, summary="Domain specialisation (OLMoE eq. 7)")
 def domains(session: SessionDep, filters: ScopeDep) -> list[DomainSpecialization]:
     return _checked(queries.domain_specialization, session, filters)
+
+
+@router.get(
+    "/training",
+    responses=ERRORS,
+    summary="Routing over training: saturation, balance, drops, entropy per step and layer",
+    description=(
+        "The probe set shipped with the model (the first 2,000 validation tokens of each "
+        "domain), routed by each saved training checkpoint: per step, MoE layer and domain "
+        "('' = the whole probe set), router saturation against the last step (OLMoE eq. 5, "
+        "baseline 2/E), top-1 agreement with it, load CV and MaxVio of the kept "
+        "assignments, dead experts, drop rate, router entropy and loss. `run_id` does not "
+        "apply. 404 when the model has no training history. Definitions: docs/ROUTING.md."
+    ),
+)
+def training_history(session: SessionDep, filters: ScopeDep) -> TrainingHistory:
+    if filters.runs is not None:
+        raise HTTPException(422, "run_id does not apply to the training history")
+    return _checked(training.training_routing, session, filters)
 
 
 @router.get("/loss", responses=ERRORS, summary="Mean next-token loss per domain")

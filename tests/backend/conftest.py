@@ -66,8 +66,8 @@ def make_client(model_dir, database_url) -> Iterator[Callable[..., TestClient]]:
     def make(**overrides) -> TestClient:
         settings = Settings(
             database_url=overrides.pop("database_url", database_url),
-            checkpoint=model_dir / "final",
-            early_checkpoint=model_dir / "early",
+            checkpoint=overrides.pop("checkpoint", model_dir / "final"),
+            early_checkpoint=overrides.pop("early_checkpoint", model_dir / "early"),
             analyze_builtin_on_start=overrides.pop("analyze_builtin_on_start", False),
             **overrides,
         )

@@ -116,3 +116,20 @@ def test_glam_load_is_the_package_entry_point(trained):
     model, tokenizer, config = glam.load(out / "final")
     assert config.name == "test-train" and tokenizer.vocab_size == config.vocab_size
     assert model.config == config
+
+
+def test_bfloat16_weights_load_as_float32_of_the_rounded_values(trained, tokenizer, tmp_path):
+    result, _ = trained
+    saved = checkpoint.save(tmp_path / "bf16", result.model, tokenizer, {"step": 12},
+                            params_dtype="bfloat16")  # fmt: skip
+    loaded = checkpoint.load(saved)
+    assert loaded.meta["params_dtype"] == "bfloat16"
+    want = result.model.embed_vd[...]
+    got = loaded.model.embed_vd[...]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want.astype("bfloat16"), np.float32))
+    assert not np.array_equal(np.asarray(got), np.asarray(want))  # really rounded
+    full = sum(f.stat().st_size for f in (tmp_path / "bf16" / "params").rglob("*") if f.is_file())
+    f32 = checkpoint.save(tmp_path / "f32", result.model, tokenizer, {"step": 12})
+    full32 = sum(f.stat().st_size for f in (f32 / "params").rglob("*") if f.is_file())
+    assert full < 0.75 * full32
