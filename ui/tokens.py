@@ -39,6 +39,44 @@ def display_piece(piece: str | None) -> str:
     return piece.replace(SPACE_MARK, " ")
 
 
+def _byte(piece: str | None) -> int | None:
+    match = BYTE_PIECE.fullmatch(piece or "")
+    return int(match.group(1), 16) if match else None
+
+
+def _utf8_length(lead: int) -> int:
+    """Bytes in the UTF-8 sequence that starts with `lead` (0: not a lead byte)."""
+    for length, (low, high) in ((2, (0xC2, 0xDF)), (3, (0xE0, 0xEF)), (4, (0xF0, 0xF4))):
+        if low <= lead <= high:
+            return length
+    return 0
+
+
+def spelled_groups(tokens: Sequence[Token]) -> list[tuple[list[Token], str | None]]:
+    """The tokens in display units: a run of byte-fallback pieces that spells one UTF-8
+    character becomes one unit with that character; every other token is a unit alone
+    (None: show its own piece)."""
+    units: list[tuple[list[Token], str | None]] = []
+    index = 0
+    while index < len(tokens):
+        lead = _byte(tokens[index].piece)
+        length = _utf8_length(lead) if lead is not None else 0
+        run = tokens[index : index + length]
+        values = [_byte(t.piece) for t in run]
+        if length and len(run) == length and all(v is not None for v in values):
+            try:
+                char = bytes(values).decode("utf-8")  # type: ignore[arg-type]
+            except UnicodeDecodeError:
+                char = None
+            if char is not None:
+                units.append((list(run), char))
+                index += length
+                continue
+        units.append(([tokens[index]], None))
+        index += 1
+    return units
+
+
 def route_at(token: Token, layer: int) -> Route | None:
     """The token's routing at MoE layer `layer`, if it has one."""
     return next((r for r in token.routes if r.layer == layer), None)
@@ -62,9 +100,10 @@ def describe_token(token: Token) -> str:
     return "\n".join(lines)
 
 
-def _span(token: Token, layer: int, colours: Sequence[str]) -> str:
+def _span(unit: list[Token], char: str | None, layer: int, colours: Sequence[str]) -> str:
+    token = unit[0]  # a spelt character takes the routing of its first byte
     route = route_at(token, layer)
-    text = display_piece(token.piece)
+    text = display_piece(token.piece) if char is None else char
     style = "border-radius:3px;padding:1px 0;"
     dropped = ""
     expert = ""
@@ -78,22 +117,27 @@ def _span(token: Token, layer: int, colours: Sequence[str]) -> str:
         elif not route.kept[1]:
             style += DROPPED_TOP2_STYLE
             dropped = "top2"
+    title = "\n\n".join(describe_token(t) for t in unit)
+    if char is not None:
+        pieces = "".join(t.piece or "" for t in unit)
+        title = f"{char!r} spelt in {len(unit)} byte tokens {pieces}\n\n{title}"
     span = (
         f'<span class="glam-token" data-position="{token.position}" data-expert="{expert}" '
-        f'data-dropped="{dropped}" title="{html.escape(describe_token(token), quote=True)}" '
-        f'style="{style}">{html.escape(text)}</span>'
+        f'data-dropped="{dropped}" data-tokens="{len(unit)}" '
+        f'title="{html.escape(title, quote=True)}" style="{style}">{html.escape(text)}</span>'
     )
     return span + ("<br>" if token.piece == NEWLINE_PIECE else "")
 
 
 def tokens_html(tokens: Sequence[Token], layer: int, num_experts: int) -> str:
-    """The tokens as one block of spans coloured by their top-1 expert at `layer`.
+    """The tokens as one block of spans coloured by their top-1 expert at `layer`; byte
+    tokens that spell one character show as that character (the bytes on hover).
 
     A dashed red outline marks a token whose top-1 choice was dropped by capacity; a dotted
     red underline one whose top-2 choice was dropped. Hovering shows every layer's routing.
     """
     colours = expert_colours(num_experts)
-    spans = "".join(_span(token, layer, colours) for token in tokens)
+    spans = "".join(_span(unit, char, layer, colours) for unit, char in spelled_groups(tokens))
     return (
         '<div class="glam-tokens" style="line-height:2.1;white-space:pre-wrap;'
         'font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:0.95rem">'

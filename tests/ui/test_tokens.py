@@ -85,3 +85,25 @@ def test_the_legend_names_every_expert_in_its_colour():
     legend = legend_html(3)
     for e, colour in enumerate(expert_colours(3)):
         assert f"background:{colour}" in legend and f">e{e}</span>" in legend
+
+
+def test_byte_tokens_that_spell_a_character_show_as_it_with_the_bytes_on_hover():
+    pieces = ["\u2581x", "<0xE5>", "<0x84>", "<0x84>", "<0xE3>", "<0x41>"]  # x 億, a lone byte, A
+    toks = [
+        samples.token(i, p, [samples.route(1, i % 4, (i + 1) % 4)]) for i, p in enumerate(pieces)
+    ]
+    at_1 = spans(tokens_html(toks, layer=1, num_experts=4))
+    assert [t["text"] for t in at_1] == [" x", "億", "<0xE3>", "A"]
+    assert [t["data-tokens"] for t in at_1] == ["1", "3", "1", "1"]
+    assert [t["data-position"] for t in at_1] == ["0", "1", "4", "5"]
+    assert at_1[1]["data-expert"] == "1"  # the routing of the character's first byte
+    title = html.unescape(at_1[1]["title"])
+    assert "spelt in 3 byte tokens <0xE5><0x84><0x84>" in title
+    assert all(f"position {p} " in title for p in (1, 2, 3))
+
+
+def test_an_incomplete_or_invalid_byte_run_stays_spelt_out():
+    for pieces in (["<0xE5>", "<0x84>"], ["<0xE5>", "<0x41>", "<0x84>"], ["<0xC0>", "<0x80>"]):
+        toks = [samples.token(i, p, [samples.route(1, 0, 1)]) for i, p in enumerate(pieces)]
+        got = [t["text"] for t in spans(tokens_html(toks, layer=1, num_experts=4))]
+        assert got == [display_piece(p) for p in pieces]
