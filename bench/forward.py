@@ -22,19 +22,13 @@ import numpy as np
 
 from glam.config import GlamConfig
 from glam.model import build, forward
-from glam.params import count_params
+from glam.params import forward_flops_per_token
 
 
 def _timed(fn) -> float:
     start = time.perf_counter()
     jax.block_until_ready(fn())
     return time.perf_counter() - start
-
-
-def forward_flops_per_token(cfg: GlamConfig, seq: int) -> float:
-    """Model FLOPs of one token's forward pass (the PaLM appendix's count, forward only)."""
-    attention = 4 * cfg.num_layers * seq * cfg.num_heads * cfg.head_dim
-    return 2 * count_params(cfg).activated + attention
 
 
 def matmul_peak(n: int, rounds: int = 5) -> float:

@@ -27,12 +27,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from forward import forward_flops_per_token, matmul_peak
+from forward import matmul_peak
 
 from glam.config import GlamConfig
 from glam.corpus import TRAIN, read_corpus
 from glam.data import PackedBatches, PackedCorpus
 from glam.model import build
+from glam.params import forward_flops_per_token
 from glam.tokenizer import Tokenizer
 from glam.train import TrainConfig, optimizer, train, train_step
 

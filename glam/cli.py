@@ -345,7 +345,10 @@ def cmd_trace(args: argparse.Namespace) -> None:
 def cmd_ship(args: argparse.Namespace) -> None:
     from glam.model_card import main_ship
 
-    main_ship(args.run, args.dense_run, args.early, args.corpus, args.out)
+    try:
+        main_ship(args.run, args.dense_run, args.early, args.corpus, args.out, args.equal_step)
+    except (ValueError, FileNotFoundError) as error:
+        raise CliError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -451,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="training output directory")
     p.add_argument("--dense-run", default=None, help="the dense-equivalent's run, to compare")
     p.add_argument("--early", required=True, help="e.g. step-000025")
+    p.add_argument("--equal-step", type=int, default=None,
+                   help="MoE step to compare with the dense run (default: its last)")  # fmt: skip
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_ship)

@@ -45,3 +45,11 @@ def count_params(cfg: GlamConfig) -> ParamCount:
     activated_expert = expert * min(2, cfg.num_experts) // cfg.num_experts if expert else 0
     activated = total - expert + activated_expert
     return ParamCount(total=total, activated=activated, expert=expert, embedding=embedding)
+
+
+def forward_flops_per_token(cfg: GlamConfig, seq: int) -> float:
+    """Model FLOPs of one token's forward pass at sequence length `seq` (the PaLM
+    appendix's count): 2 x activated parameters, the tied output projection included, plus
+    attention's 4 x layers x seq x heads x head_dim. Training costs three times this."""
+    attention = 4 * cfg.num_layers * seq * cfg.num_heads * cfg.head_dim
+    return 2 * count_params(cfg).activated + attention
