@@ -116,8 +116,13 @@ def checkpoints_of(run: Path) -> list[Path]:
 
 def record_run(run: Path, probes: ProbeSet, out: Path) -> dict[str, Any]:
     """Route the probe set with every checkpoint of `run`; write the traces to `out` (.npz)."""
+    return record_checkpoints(checkpoints_of(Path(run)), probes, out)
+
+
+def record_checkpoints(directories: Sequence[Path], probes: ProbeSet, out: Path) -> dict[str, Any]:
+    """Route the probe set with each model directory, in training order; write the traces."""
     traces, steps, tokens_seen, moe_layers, num_experts = [], [], [], None, None
-    for directory in checkpoints_of(Path(run)):
+    for directory in directories:
         loaded = checkpoint.load(directory)
         traces.append(route(loaded.model, probes))
         steps.append(int(loaded.meta["step"]))

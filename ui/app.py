@@ -32,6 +32,7 @@ navigation = st.navigation(
             _page("load_balance.py", "Load balance", ":material/balance:"),
             _page("specialisation.py", "Specialisation", ":material/category:"),
             _page("compare.py", "Compare", ":material/compare_arrows:"),
+            _page("training.py", "Training history", ":material/timeline:"),
         ],
         "Act": [
             _page("experiments.py", "Experiments", ":material/science:"),

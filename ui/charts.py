@@ -665,3 +665,54 @@ def token_grid(
         title="Top-1 expert of every token at every MoE layer (dashed red: top-1 dropped)",
         height=alt.Step(36),
     )
+
+
+TRAINING_METRICS = {
+    "saturation": "router saturation vs the last step",
+    "top1_agreement": "top-1 agreement with the last step",
+    "load_cv": "load CV (kept assignments)",
+    "drop_rate": "drop rate (both ranks)",
+    "router_entropy": "router entropy (nats)",
+    "loss": "probe loss (nats/token)",
+    "dead_experts": "dead experts",
+}
+
+
+def training_curves(
+    points: Sequence[s.TrainingPoint], metric: str, *, baseline: float | None = None
+) -> alt.Chart | alt.LayerChart:
+    """One line per MoE layer (or per domain, when the points are one layer's): `metric`
+    against the training step, on a log axis (checkpoints are log-spaced)."""
+    layers = {p.layer for p in points}
+    series = "domain" if len(layers) == 1 and len({p.domain for p in points}) > 1 else "layer"
+    frame = pd.DataFrame(
+        [
+            {
+                "step": p.step,
+                "tokens_seen": p.tokens_seen,
+                "layer": f"layer {p.layer}",
+                "domain": p.domain or "all",
+                "value": getattr(p, metric),
+            }
+            for p in points
+        ],
+        columns=["step", "tokens_seen", "layer", "domain", "value"],
+    )
+    title = TRAINING_METRICS[metric]
+    lines = (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", scale=alt.Scale(type="log"), title="training step (log)"),
+            y=alt.Y("value:Q", title=title),
+            color=alt.Color(f"{series}:N", title=series),
+            tooltip=[
+                f"{series}:N",
+                "step:Q",
+                alt.Tooltip("tokens_seen:Q", format=","),
+                alt.Tooltip("value:Q", format=".3f", title=metric),
+            ],
+        )
+        .properties(title=title, height=260)
+    )
+    return lines if baseline is None else alt.layer(lines, _baseline_rule(baseline))

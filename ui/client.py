@@ -265,6 +265,11 @@ class ApiClient:
     def balance(self, scope: Scope = POOLED) -> s.BalanceStats:
         return self._get("/v1/stats/balance", s.BalanceStats, scope.params())
 
+    def training(self, domains: Sequence[str] = ()) -> s.TrainingHistory:
+        """The served model's routing over training (404 when it has none)."""
+        params = [("domain", d) for d in domains]
+        return self._get("/v1/stats/training", s.TrainingHistory, params)
+
     def domains(self, scope: Scope = POOLED) -> list[s.DomainSpecialization]:
         return self._get("/v1/stats/domains", list[s.DomainSpecialization], scope.params())
 

@@ -119,3 +119,8 @@ def expert(layer: int, expert: int, scope: Scope, min_count: int) -> s.ExpertPro
 def domain_names(scope: Scope = POOLED) -> list[str]:
     """Domains present in the store (for pickers)."""
     return [d.domain for d in loss(scope)]
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def training_history(domains: tuple[str, ...] = ()) -> s.TrainingHistory:
+    return client().training(domains)

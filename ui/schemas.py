@@ -358,3 +358,29 @@ class SaturationResult(_Model):
     checkpoint_a: str
     checkpoint_b: str
     layers: list[LayerSaturation]
+
+
+class TrainingPoint(_Model):
+    """The probe set's routing at one training step, MoE layer and domain ('' = all)."""
+
+    step: int
+    tokens_seen: int
+    layer: int
+    domain: str
+    tokens: int
+    saturation: float | None
+    top1_agreement: float | None
+    load_cv: float | None
+    max_vio: float | None
+    dead_experts: int
+    drop_rate: float | None
+    router_entropy: float | None
+    loss: float | None
+
+
+class TrainingHistory(_Model):
+    model: str
+    num_experts: int
+    saturation_baseline: float
+    last_step: int | None
+    points: list[TrainingPoint]

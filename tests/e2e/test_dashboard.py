@@ -20,8 +20,9 @@ PAGES = {
     "compare": "Compare",
     "experiments": "Experiments",
     "jobs": "Jobs",
+    "training": "Training history",
 }
-WITH_CHARTS = {"", "expert-profile", "load-balance", "specialisation", "compare"}
+WITH_CHARTS = {"", "expert-profile", "load-balance", "specialisation", "compare", "training"}
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
 XSS = "<img src=x onerror=alert(1)>"

@@ -47,14 +47,21 @@ def shared_model_dir(tmp_path_factory, small_config, tokenizer, corpus_path: Pat
 
 def build_model_dir(root: Path, small_config, tokenizer, corpus_path: Path) -> Path:
     """final + early checkpoints and the built-in corpus, as the shipped model lays them out."""
-    from glam import checkpoint
+    from glam import checkpoint, probes
+    from glam.corpus import read_corpus
     from glam.model import build
 
     cfg = small_config.replace(name="ui-glam", num_layers=4, max_len=64)
-    checkpoint.save(root / "final", build(cfg, seed=0), tokenizer, {"step": 100})
-    checkpoint.save(root / "early", build(cfg, seed=1), tokenizer, {"step": 3})
+    checkpoint.save(root / "final", build(cfg, seed=0), tokenizer,
+                    {"step": 100, "tokens_seen": 6400})  # fmt: skip
+    checkpoint.save(root / "early", build(cfg, seed=1), tokenizer,
+                    {"step": 3, "tokens_seen": 192})  # fmt: skip
     with corpus_path.open("rb") as src, gzip.open(root / "corpus.jsonl.gz", "wb") as dst:
         shutil.copyfileobj(src, dst)
+    # Its routing over training: the two checkpoints route a probe set, as `glam probe` does.
+    probe = probes.probe_set(read_corpus(corpus_path), tokenizer, tokens_per_domain=48,
+                             seq_len=16)  # fmt: skip
+    probes.record_checkpoints([root / "early", root / "final"], probe, root / probes.TRACES_FILE)
     return root
 
 

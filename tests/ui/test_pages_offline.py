@@ -9,12 +9,12 @@ import httpx
 import pytest
 
 from tests.ui import stack
-from tests.ui.test_pages import assert_clean, click
+from tests.ui.test_pages import assert_clean, chart_frames, chart_specs, charts, click
 from ui.client import ApiClient
 
 PAGES = [
     "overview", "token_explorer", "expert_profile", "load_balance", "specialisation", "compare",
-    "experiments", "jobs",
+    "experiments", "jobs", "training",
 ]  # fmt: skip
 STATISTICS_PAGES = ["overview", "expert_profile", "load_balance", "specialisation"]
 
@@ -44,6 +44,8 @@ def empty_store(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"balance": [], "routing": []})
     if path.startswith("/v1/experts/"):
         return httpx.Response(200, json=EMPTY_PROFILE)
+    if path == "/v1/stats/training":
+        return httpx.Response(404, json={"detail": "no routing history over training"})
     return httpx.Response(200, json=[])
 
 
@@ -117,3 +119,50 @@ def test_an_ablation_with_an_unscored_domain_is_shown_not_an_error(open_page, mo
     table = app.dataframe[0].value
     assert list(table["domain"]) == ["solo", "user"]
     assert table["nll before"].isna().tolist() == [True, False]
+
+
+def _history(request: httpx.Request) -> httpx.Response:
+    if request.url.path != "/v1/stats/training":
+        return empty_store(request)
+    points = [
+        {
+            "step": step,
+            "tokens_seen": 64 * step,
+            "layer": layer,
+            "domain": domain,
+            "tokens": 100,
+            "saturation": min(1.0, 0.2 * layer + step / 10),
+            "top1_agreement": 0.5,
+            "load_cv": 1.0 / step,
+            "max_vio": 1.0,
+            "dead_experts": 0,
+            "drop_rate": 0.1 / step,
+            "router_entropy": 1.0,
+            "loss": 5.0 / step,
+        }
+        for step in (1, 3, 10)
+        for layer in (1, 3)
+        for domain in ("", "code", "prose")
+    ]
+    body = {"model": "fake-glam", "num_experts": 4, "saturation_baseline": 0.5,
+            "last_step": 10, "points": points}  # fmt: skip
+    return httpx.Response(200, json=body)
+
+
+def test_the_training_history_draws_each_curve_per_layer(open_page, monkeypatch):
+    fake = ApiClient("http://fake.test", transport=httpx.MockTransport(_history))
+    monkeypatch.setattr(ApiClient, "from_env", classmethod(lambda cls, environ=None: fake))
+    app = open_page("training", fake.base_url)
+    assert_clean(app)
+    specs = chart_specs(app)
+    assert len(specs) == 7  # six per-layer curves, saturation per domain
+    first = chart_frames(charts(app)[0])
+    overall = next(f for f in first if "value" in f.columns)
+    assert sorted(set(overall["layer"])) == ["layer 1", "layer 3"]
+    assert overall[overall["layer"] == "layer 1"]["value"].tolist() == pytest.approx(
+        [0.3, 0.5, 1.0]
+    )
+    per_domain = next(f for f in chart_frames(charts(app)[-1]) if "value" in f.columns)
+    assert sorted(set(per_domain["domain"])) == ["code", "prose"]
+    assert set(per_domain["layer"]) == {"layer 3"}  # the last MoE layer by default
+    assert "3 checkpoints from step 1 to 10" in app.caption[0].value
