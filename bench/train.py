@@ -8,8 +8,10 @@ after two of warm-up. End to end: `glam.train.train` itself over the same number
 (packing the corpus, logging every step, saving the training state and the final model
 as the CLI does: state every 100 steps and at the end), timed from its third step to its
 return, so the one state save and the export at the end weigh on a short run more than on
-a real one. Both in one process, one after the other;
-the matmul peak (a square float32 matmul) is measured in the same run. Training FLOPs are
+a real one. Both in one process, one after the other, with the matmul peak (a square
+float32 matmul); that process runs twice, under glibc's malloc and under jemalloc with
+page purging off (glam/allocator.py: what `glam train` uses), and the two are printed side
+by side. Training FLOPs are
 three times the forward's (the backward pass costs two forwards): 6 x activated parameters
 per token plus attention. Goals (issue 13): at least 35% of the peak, and end to end within
 10% of the step-only rate. The corpus is real text: the shipped validation split, used as
@@ -20,6 +22,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 from forward import matmul_peak
 
+from glam import allocator
 from glam.config import GlamConfig
 from glam.corpus import TRAIN, read_corpus
 from glam.data import PackedBatches, PackedCorpus
@@ -70,17 +77,8 @@ def end_to_end(cfg: GlamConfig, records, tokenizer: Tokenizer, train_cfg: TrainC
         return (time.perf_counter() - marks[2]) / (train_cfg.steps - 2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="glam-64e")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps of each")
-    parser.add_argument("--tokenizer", default=str(REPO / "checkpoints/corpus/tokenizer.model"))
-    parser.add_argument("--corpus", default=str(REPO / "checkpoints/corpus/validation.jsonl.gz"))
-    parser.add_argument("--peak-n", type=int, default=2048, help="matmul size for the peak")
-    args = parser.parse_args()
-
+def measure(args: argparse.Namespace) -> dict[str, float | str]:
+    """Both timings and the matmul peak, in this process (under its allocator)."""
     tokenizer = Tokenizer.load(args.tokenizer)
     cfg = GlamConfig.preset(args.preset).replace(vocab_size=tokenizer.vocab_size)
     records = [dataclasses.replace(r, split=TRAIN) for r in read_corpus(Path(args.corpus))]
@@ -91,22 +89,72 @@ def main() -> None:
         seq_len=args.seq,
         seed=0,
     )
-    tokens_per_step = args.batch * args.seq
-    flops_per_token = 3 * forward_flops_per_token(cfg, args.seq)
     alone = step_only(cfg, batches, train_cfg, args.steps)
     whole = end_to_end(cfg, records, tokenizer, train_cfg)
-    peak = matmul_peak(args.peak_n)
-    print(
-        f"{jax.devices()[0].platform} x{jax.device_count()} | {cfg.name}: d_model={cfg.d_model}"
-        f" d_ff={cfg.d_ff} layers={cfg.num_layers} experts={cfg.num_experts}"
-        f" vocab={cfg.vocab_size} | batch {args.batch} x {args.seq} | {args.steps} steps"
-    )
-    for name, seconds in (("train step alone", alone), ("end to end", whole)):
-        rate = tokens_per_step / seconds
-        print(f"  {name:17s} {rate:8.0f} tokens/s  {rate * flops_per_token / 1e9:6.1f} GFLOP/s"
-              f"  {rate * flops_per_token / peak:6.1%} of peak")  # fmt: skip
-    print(f"  matmul peak ({args.peak_n}^2 f32): {peak / 1e9:.1f} GFLOP/s")
-    print(f"  end to end / step alone: {alone / whole:.3f}x  (goal >= 0.9)")
+    return {
+        "allocator": allocator.describe(),
+        "alone_s": alone,
+        "whole_s": whole,
+        "peak": matmul_peak(args.peak_n),
+        "flops_per_token": 3 * forward_flops_per_token(cfg, args.seq),
+        "shape": f"{jax.devices()[0].platform} x{jax.device_count()} | {cfg.name}: "
+        f"d_model={cfg.d_model} d_ff={cfg.d_ff} layers={cfg.num_layers} "
+        f"experts={cfg.num_experts} cf={cfg.capacity_factor} vocab={cfg.vocab_size} | "
+        f"batch {args.batch} x {args.seq} | {args.steps} steps",
+    }
+
+
+def _in_subprocess(which: str, argv: list[str]) -> dict[str, float | str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
+    env[allocator.SWITCH] = "system"
+    if which == "jemalloc":
+        env = allocator.jemalloc_environment(env | {allocator.SWITCH: ""}) or env
+    done = subprocess.run([sys.executable, __file__, *argv, "--allocator", "current", "--json"],
+                          env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report(result: dict[str, float | str], batch: int, seq: int) -> None:
+    tokens_per_step = batch * seq
+    peak, flops = float(result["peak"]), float(result["flops_per_token"])
+    print(f"  under {result['allocator']}:")
+    for name, key in (("train step alone", "alone_s"), ("end to end", "whole_s")):
+        rate = tokens_per_step / float(result[key])
+        print(f"    {name:17s} {rate:8.0f} tokens/s  {rate * flops / 1e9:6.1f} GFLOP/s"
+              f"  {rate * flops / peak:6.1%} of peak")  # fmt: skip
+    print(f"    matmul peak: {peak / 1e9:.1f} GFLOP/s; end to end / step alone: "
+          f"{float(result['alone_s']) / float(result['whole_s']):.3f}x  (goal >= 0.9)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="glam-64e")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps of each")
+    parser.add_argument("--tokenizer", default=str(REPO / "checkpoints/corpus/tokenizer.model"))
+    parser.add_argument("--corpus", default=str(REPO / "checkpoints/corpus/validation.jsonl.gz"))
+    parser.add_argument("--peak-n", type=int, default=2048, help="matmul size for the peak")
+    parser.add_argument("--allocator", choices=["both", "current"], default="both",
+                        help="both: glibc and jemalloc, each in a fresh process, one after "
+                        "the other; current: this process's")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="one JSON line (with 'current')")
+    args = parser.parse_args()
+    if args.allocator == "current":
+        result = measure(args)
+        if args.json:
+            print(json.dumps(result))
+            return
+        print(result["shape"])
+        report(result, args.batch, args.seq)
+        return
+    argv = [a for a in sys.argv[1:] if a not in ("--allocator", "both")]
+    results = {which: _in_subprocess(which, argv) for which in ("system", "jemalloc")}
+    print(results["system"]["shape"])
+    for result in results.values():
+        report(result, args.batch, args.seq)
+    speedup = float(results["system"]["whole_s"]) / float(results["jemalloc"]["whole_s"])
+    print(f"  jemalloc / glibc, end to end: {speedup:.2f}x")
 
 
 if __name__ == "__main__":

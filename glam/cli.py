@@ -471,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and args.command == "train":
+        from glam.allocator import reexec_with_jemalloc
+
+        reexec_with_jemalloc()  # training on the CPU is 1.6x faster under it (allocator.py)
     try:
         args.func(args)
     except CliError as error:
