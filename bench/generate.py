@@ -1,6 +1,6 @@
 """First-token latency of generation for prompts of new lengths: exact-length vs bucketed.
 
-    python bench/generate.py                  # the shipped glam-tiny, 10 prompt lengths
+    python bench/generate.py                  # the shipped model, 10 prompt lengths
     python bench/generate.py --checkpoint runs/tiny/final --lengths 5 9 20 27 45
 
 A server keeps seeing prompt lengths it has not seen before. The prefill is compiled per

@@ -34,7 +34,7 @@ CONFIG_FILE, META_FILE, PARAMS_DIR, TOKENIZER_FILE = (
 # The shipped model: checkpoints/ beside the package (an editable install or a source
 # checkout), overridable for installed copies and containers.
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_MODEL = "glam-tiny"
+SHIPPED_MODEL = "glam-64e"
 
 
 class CheckpointError(ValueError):

@@ -148,8 +148,8 @@ PRESETS: dict[str, GlamConfig] = {
     "glam-8b-64e": _paper("glam-8b-64e", 32, 4096, 16384, 32, 128, 64),
     "glam-137b": _paper("glam-137b", 64, 8192, 65536, 128, 128, 0),
     "glam-64b-64e": _paper("glam-64b-64e", 64, 8192, 32768, 128, 128, 64),
-    # Small presets that train on a 2-core CPU. tiny: the shipped model; small: the
-    # benchmark shape of bench/forward.py.
+    # Small presets that train on a 2-core CPU. tiny: the shipped model until glam-64e;
+    # small: the benchmark shape of bench/forward.py.
     "glam-tiny": GlamConfig(
         name="glam-tiny",
         vocab_size=8192,

@@ -5,7 +5,7 @@ is computed against the cached keys exactly as in a full forward pass. Generatio
 with no capacity limit: one new token per step competes with nobody for expert slots, so
 only "never drop" makes incremental decoding equal to a full pass (tested).
 
-    glam generate --checkpoint checkpoints/glam-tiny/final --prompt "def main(" --top-p 0.9
+    glam generate --checkpoint checkpoints/glam-64e/final --prompt "def main(" --top-p 0.9
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import yaml
 
 from backend.cli import build_parser
 from backend.settings import Settings
+from glam.checkpoint import SHIPPED_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -95,7 +96,7 @@ def test_dockerfile_copies_only_paths_that_exist_and_installs_no_test_tools():
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
     assert "[dev]" not in DOCKERFILE and "pytest" not in DOCKERFILE
-    assert (ROOT / "checkpoints" / "glam-tiny" / "final").is_dir()
+    assert (ROOT / "checkpoints" / SHIPPED_MODEL / "final").is_dir()  # the image's model
 
 
 def test_dependencies_install_before_the_source_and_containers_run_as_non_root():

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 
+from glam.checkpoint import SHIPPED_MODEL
 from tests.e2e.test_dashboard import assert_no_errors, open_page
 from tests.ui import stack
 
@@ -88,16 +89,16 @@ def test_the_compose_commands_bring_up_a_working_stack(database_url, browser, pa
                               "the dashboard", tmp_path / "ui.log")  # fmt: skip
             with httpx.Client(base_url=api_url, timeout=60) as client:
                 card = client.get("/v1/model").json()
-                assert card["name"] == "glam-tiny" and card["num_experts"] == 8
+                assert card["name"] == SHIPPED_MODEL and card["num_experts"] == 64
                 analysed = client.post(
                     "/v1/analyze", json={"texts": ["def main():\n    pass"], "domain": "smoke"}
                 ).json()
                 assert analysed["run_id"] is not None
                 load = client.get("/v1/stats/load", params={"run_id": analysed["run_id"]}).json()
                 tokens = analysed["documents"][0]["n_tokens"]
-                assert [layer["routing"]["tokens"] for layer in load] == [tokens, tokens]
+                assert [layer["routing"]["tokens"] for layer in load] == [tokens] * 3
                 jobs = client.get("/v1/jobs").json()  # the built-in corpus, queued on start
                 assert jobs and jobs[-1]["corpus"] == "builtin"
             open_page(page, dashboard, "")
             assert_no_errors(page)
-            assert "glam-tiny" in page.inner_text("body")
+            assert SHIPPED_MODEL in page.inner_text("body")
