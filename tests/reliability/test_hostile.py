@@ -533,6 +533,7 @@ def _reads(client: TestClient) -> dict[str, Callable[[dict], httpx.Response]]:
         **{f"GET /v1/stats/{name}": get(f"/v1/stats/{name}", **scope) for name in STATISTICS},
         "GET /v1/stats/vocab": get("/v1/stats/vocab", expert=0, min_count=1, **scope),
         "GET /v1/stats/saturation": get("/v1/stats/saturation", run_a=run_id, run_b=run_id),
+        "GET /v1/stats/training": get("/v1/stats/training"),  # the model's, not the run's
         "GET /v1/experts/{layer}/{expert}": get("/v1/experts/1/0", **scope),
     }
 
