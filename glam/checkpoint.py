@@ -79,7 +79,7 @@ def save(
     (staging / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     (staging / TOKENIZER_FILE).write_bytes(tokenizer.to_bytes())
     params = jax.device_get(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-    params = jax.tree.map(lambda array: np.asarray(array).astype(params_dtype), params)
+    params = jax.tree.map(lambda a: np.asarray(a).astype(params_dtype, copy=False), params)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(staging / PARAMS_DIR, params)
     meta = {**meta, "params_dtype": params_dtype}

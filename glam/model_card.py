@@ -155,7 +155,7 @@ def ship(
     language_eval = (
         evaluate(final.model, final.tokenizer, by_language, split=None) if by_language else None
     )
-    early_meta = checkpoint.load(out / "early").meta
+    early_meta = json.loads((out / "early" / checkpoint.META_FILE).read_text())
     recipe = final.meta["train"]
     train_flops = 3 * forward_flops_per_token(cfg, recipe["seq_len"]) * final.meta["tokens_seen"]
     card: dict[str, Any] = {
