@@ -106,8 +106,13 @@ def params_sha256(path: Path | str) -> str:
 
 
 def load(path: Path | str | None = None) -> Loaded:
-    """Load a model directory; with no argument, the shipped model."""
+    """Load a model directory; with no argument, the shipped model. A Hugging Face MoE
+    directory (config.json with a model_type, *.safetensors) loads through glam.families."""
     path = Path(path).resolve() if path is not None else shipped_dir()
+    from glam.families.loader import is_hf_dir, load_hf
+
+    if is_hf_dir(path):
+        return load_hf(path)
     for name in (CONFIG_FILE, TOKENIZER_FILE, PARAMS_DIR):
         if not (path / name).exists():
             raise CheckpointError(f"{path} is not a model directory: {name} is missing")
