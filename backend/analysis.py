@@ -137,6 +137,7 @@ def register_model(session: Session, state: AppState) -> None:
         session,
         name=main.config.name,
         num_experts=main.config.num_experts,
+        top_k=main.config.top_k,
         vocab_size=main.config.vocab_size,
         preset=main.config.name,
         config=main.config.to_dict(),

@@ -3,7 +3,7 @@
 Ablation: the same texts with and without some experts switched off: per-domain change
 in mean next-token loss, and where the tokens that used a switched-off expert went.
 Saturation (OLMoE eq. 5): the same texts under two checkpoints: per layer, the mean over
-tokens of |top2_A ∩ top2_B| / 2 (baseline 2/E).
+tokens of |topk_A ∩ topk_B| / k (baseline k/E).
 
 Both accumulate over batches, so any number of texts can be compared in slices.
 """
@@ -88,31 +88,31 @@ class LayerSaturation:
     layer: int
     tokens: int
     saturation: float
-    baseline: float  # 2/E
+    baseline: float  # k/E
 
 
 class Saturation:
     """Sums over batches of (checkpoint A, checkpoint B) traces of the same texts."""
 
-    def __init__(self, num_experts: int):
-        self.num_experts = num_experts
+    def __init__(self, num_experts: int, top_k: int):
+        self.num_experts, self.top_k = num_experts, top_k
         self._overlap = collections.Counter()
         self._tokens = collections.Counter()
 
     def add(self, a: RoutingTrace, b: RoutingTrace) -> None:
         for index, layer in enumerate(a.moe_layers.tolist()):
-            top2_a, top2_b = a.expert[index][a.mask], b.expert[index][a.mask]  # [tokens, 2]
-            shared = (top2_a[:, :, None] == top2_b[:, None, :]).any(-1).sum()
+            topk_a, topk_b = a.expert[index][a.mask], b.expert[index][a.mask]  # [tokens, k]
+            shared = (topk_a[:, :, None] == topk_b[:, None, :]).any(-1).sum()
             self._overlap[layer] += int(shared)
-            self._tokens[layer] += int(top2_a.shape[0])
+            self._tokens[layer] += int(topk_a.shape[0])
 
     def layers(self) -> list[LayerSaturation]:
         return [
             LayerSaturation(
                 layer=layer,
                 tokens=n,
-                saturation=self._overlap[layer] / (2 * n) if n else 0.0,
-                baseline=2 / self.num_experts,
+                saturation=self._overlap[layer] / (self.top_k * n) if n else 0.0,
+                baseline=self.top_k / self.num_experts,
             )
             for layer, n in sorted(self._tokens.items())
         ]

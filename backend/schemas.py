@@ -76,9 +76,11 @@ class AnalyzeRequest(BaseModel):
 
 class Route(BaseModel):
     layer: int = Field(description="absolute index of the MoE layer")
-    experts: list[int] = Field(description="[top-1, top-2] expert ids")
-    gates: list[float] = Field(description="combine weights after capacity drops")
-    probs: list[float] = Field(description="raw router probabilities of the two choices")
+    experts: list[int] = Field(description="the k chosen expert ids, in rank order")
+    gates: list[float] = Field(
+        description="final combine weights (after capacity drops, normalisation and scaling)"
+    )
+    probs: list[float] = Field(description="the router's score of each choice")
     kept: list[bool] = Field(description="false where capacity dropped the assignment")
     entropy: float = Field(description="router entropy, nats")
     router_probs: list[float] | None = Field(default=None, description="all experts, if asked")

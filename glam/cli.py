@@ -330,14 +330,17 @@ def cmd_trace(args: argparse.Namespace) -> None:
         print(json.dumps(_trace_json(loaded, trace)))
         return
     layers = trace.moe_layers.tolist()
-    print(f"{'token':>16s}  " + "  ".join(f"layer {layer:<2d} (e1 e2)" for layer in layers))
+    width = 4 * trace.top_k + 2
+    header = "  ".join(f"layer {layer} (top-{trace.top_k})".ljust(width) for layer in layers)
+    print(f"{'token':>16s}  {header}")
     for pos, piece in enumerate(loaded.tokenizer.pieces(ids)):
-        cells = []
-        for i in range(len(layers)):
-            e1, e2 = trace.expert[i, 0, pos]
-            k1, k2 = trace.kept[i, 0, pos]
-            mark = lambda e, kept: f"{e:>2d}" + (" " if kept else "x")
-            cells.append(f"{mark(e1, k1)} {mark(e2, k2)}".ljust(19))
+        cells = [
+            " ".join(
+                f"{int(e):>3d}" + (" " if kept else "x")
+                for e, kept in zip(trace.expert[i, 0, pos], trace.kept[i, 0, pos], strict=True)
+            ).ljust(width)
+            for i in range(len(layers))
+        ]
         print(f"{piece!r:>16s}  " + "  ".join(cells))
     print("(x: dropped by capacity)")
 

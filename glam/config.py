@@ -57,6 +57,12 @@ class GlamConfig:
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be positive")
 
+    @property
+    def top_k(self) -> int:
+        """Choices per token in the trace: GLaM's gating is top-2. A lone expert (E=1) is
+        chosen twice, the second time with probability 0, as in Praxis."""
+        return 2
+
     # -- layer layout -------------------------------------------------------------------------
     def is_moe_position(self, layer: int) -> bool:
         """Whether `layer` is one of the every-other positions that MoE layers occupy."""

@@ -96,7 +96,7 @@ def evaluate(
                 top1[layer][domain] += np.bincount(chosen_experts, minlength=experts)
         valid = trace.mask[None, ..., None]
         dropped += float((valid & ~trace.kept).sum())
-        assignments += float(trace.mask.sum()) * trace.num_layers * 2
+        assignments += float(trace.mask.sum()) * trace.num_layers * trace.top_k
         if trace.num_layers:
             aux_weighted += float(trace.aux_loss.mean()) * trace.mask.sum()
             aux_tokens += trace.mask.sum()

@@ -210,11 +210,12 @@ def _collect_routing(
         return {name: jnp.stack([r[name] for r in records]) for name in records[0]}
     # A dense model routes nothing: the same fields with zero MoE layers.
     batch, seq = tokens_bs.shape
+    k = model.config.top_k
     empty = {
-        "expert": jnp.zeros((0, batch, seq, 2), jnp.int16),
-        "gate": jnp.zeros((0, batch, seq, 2), jnp.float32),
-        "prob": jnp.zeros((0, batch, seq, 2), jnp.float32),
-        "kept": jnp.zeros((0, batch, seq, 2), bool),
+        "expert": jnp.zeros((0, batch, seq, k), jnp.int16),
+        "gate": jnp.zeros((0, batch, seq, k), jnp.float32),
+        "prob": jnp.zeros((0, batch, seq, k), jnp.float32),
+        "kept": jnp.zeros((0, batch, seq, k), bool),
         "entropy": jnp.zeros((0, batch, seq), jnp.float32),
         "aux_loss": jnp.zeros((0,), jnp.float32),
         "z_loss": jnp.zeros((0,), jnp.float32),
@@ -253,7 +254,7 @@ def _forward_compiled(
     return logits_bsv, record
 
 
-def ablation_mask(cfg: GlamConfig, ablate: Mapping[int, Sequence[int]] | None) -> np.ndarray:
+def ablation_mask(cfg: Any, ablate: Mapping[int, Sequence[int]] | None) -> np.ndarray:
     """[L, E] bool mask of switched-off experts from {moe layer index: [expert ids]}."""
     moe_layers = cfg.moe_layers
     mask = np.zeros((len(moe_layers), max(cfg.num_experts, 1)), dtype=bool)
@@ -268,8 +269,10 @@ def ablation_mask(cfg: GlamConfig, ablate: Mapping[int, Sequence[int]] | None) -
                     f"(experts are 0..{cfg.num_experts - 1})"
                 )
             mask[moe_layers.index(layer), int(expert)] = True
-        if cfg.num_experts - mask[moe_layers.index(layer)].sum() < 2:
-            raise ValueError(f"layer {layer}: top-2 routing needs at least 2 experts left on")
+        if cfg.num_experts - mask[moe_layers.index(layer)].sum() < cfg.top_k:
+            raise ValueError(
+                f"layer {layer}: top-{cfg.top_k} routing needs at least {cfg.top_k} experts left on"
+            )
     return mask
 
 

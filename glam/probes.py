@@ -80,7 +80,7 @@ def probe_set(
 
 
 def route(model: Glam, probes: ProbeSet, *, batch_size: int = 32) -> dict[str, np.ndarray]:
-    """One checkpoint's routing of the probe set: expert/gate/kept [L, B, S, 2],
+    """One checkpoint's routing of the probe set: expert/gate/kept [L, B, S, k],
     entropy [L, B, S] and next-token loss [B, S] (NaN where there is no next token)."""
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, probes.tokens.shape[0], batch_size):
@@ -146,30 +146,31 @@ def record_checkpoints(directories: Sequence[Path], probes: ProbeSet, out: Path)
 
 
 def _layer_stats(
-    expert_ts2: np.ndarray,
-    kept_ts2: np.ndarray,
+    expert_tsk: np.ndarray,
+    kept_tsk: np.ndarray,
     entropy_t: np.ndarray,
     nll_t: np.ndarray,
-    final_ts2: np.ndarray,
+    final_tsk: np.ndarray,
     num_experts: int,
 ) -> dict[str, float]:
     """Statistics of one layer at one checkpoint over tokens t (already masked)."""
-    tokens = expert_ts2.shape[0]
-    # |top-2 now ∩ top-2 final| / 2: the two choices of a token are distinct experts.
-    overlap = (expert_ts2[:, :, None] == final_ts2[:, None, :]).any(axis=2).sum(axis=1)
-    load = np.bincount(expert_ts2[kept_ts2].astype(np.int64), minlength=num_experts)
+    tokens = expert_tsk.shape[0]
+    # |top-k now ∩ top-k final| / k: the k choices of a token are distinct experts.
+    k = expert_tsk.shape[1]
+    overlap = (expert_tsk[:, :, None] == final_tsk[:, None, :]).any(axis=2).sum(axis=1)
+    load = np.bincount(expert_tsk[kept_tsk].astype(np.int64), minlength=num_experts)
     mean_load = load.mean() if load.size else 0.0
     finite = nll_t[np.isfinite(nll_t)]
     return {
         "tokens": int(tokens),
-        "saturation": float(overlap.mean() / 2) if tokens else float("nan"),
-        "top1_agreement": float((expert_ts2[:, 0] == final_ts2[:, 0]).mean())
+        "saturation": float(overlap.mean() / k) if tokens else float("nan"),
+        "top1_agreement": float((expert_tsk[:, 0] == final_tsk[:, 0]).mean())
         if tokens
         else float("nan"),
         "load_cv": float(load.std() / mean_load) if mean_load else float("nan"),
         "max_vio": float((load.max() - mean_load) / mean_load) if mean_load else float("nan"),
         "dead_experts": int((load == 0).sum()),
-        "drop_rate": float(1.0 - kept_ts2.mean()) if tokens else float("nan"),
+        "drop_rate": float(1.0 - kept_tsk.mean()) if tokens else float("nan"),
         "router_entropy": float(entropy_t.astype(np.float64).mean()) if tokens else float("nan"),
         "loss": float(finite.astype(np.float64).mean()) if finite.size else float("nan"),
     }

@@ -2,7 +2,8 @@
 
 Everything downstream of the model (storage, API, dashboard) consumes `RoutingTrace` and
 nothing model-internal. Axis letters: L MoE layers, B batch, S sequence positions,
-E experts; the trailing 2 is the rank of the choice (0 = top-1, 1 = top-2).
+E experts, k choices per token (2 for GLaM, up to 8 for imported models); the trailing k
+axis is the rank of the choice (0 = top-1, 1 = the second choice, ...).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ class RoutingTrace:
     moe_layers: np.ndarray  # [L] int32, absolute layer index of each MoE layer
     tokens: np.ndarray  # [B, S] int32 input token ids
     mask: np.ndarray  # [B, S] bool, True for valid (non-padding) tokens
-    expert: np.ndarray  # [L, B, S, 2] int16 chosen experts (top-1, top-2)
-    gate: np.ndarray  # [L, B, S, 2] float32 combine weight after capacity drops
-    prob: np.ndarray  # [L, B, S, 2] float32 raw router probability of each choice
-    kept: np.ndarray  # [L, B, S, 2] bool, False when capacity dropped the assignment
+    expert: np.ndarray  # [L, B, S, k] int16 chosen experts in rank order
+    # [L, B, S, k] float32 final combine weight: after drops, normalisation and scaling
+    gate: np.ndarray
+    prob: np.ndarray  # [L, B, S, k] float32 router score of each choice (softmax or sigmoid)
+    kept: np.ndarray  # [L, B, S, k] bool, False when capacity dropped the assignment
     entropy: np.ndarray  # [L, B, S] float32 router entropy in nats
     aux_loss: np.ndarray  # [L] float32 load-balancing loss (1.0 when perfectly balanced)
     z_loss: np.ndarray  # [L] float32 router z-loss (mean logsumexp(logits)^2)
@@ -42,12 +44,17 @@ class RoutingTrace:
     def __post_init__(self) -> None:
         num_layers = self.moe_layers.shape[0]
         batch, seq = self.tokens.shape
+        if self.expert.ndim != 4 or self.expert.shape[-1] < 1:
+            raise ValueError(
+                f"RoutingTrace.expert has shape {self.expert.shape}, expected [L, B, S, k]"
+            )
+        k = self.expert.shape[-1]
         expected = {
             "mask": (batch, seq),
-            "expert": (num_layers, batch, seq, 2),
-            "gate": (num_layers, batch, seq, 2),
-            "prob": (num_layers, batch, seq, 2),
-            "kept": (num_layers, batch, seq, 2),
+            "expert": (num_layers, batch, seq, k),
+            "gate": (num_layers, batch, seq, k),
+            "prob": (num_layers, batch, seq, k),
+            "kept": (num_layers, batch, seq, k),
             "entropy": (num_layers, batch, seq),
             "aux_loss": (num_layers,),
             "z_loss": (num_layers,),
@@ -71,6 +78,11 @@ class RoutingTrace:
     @property
     def num_layers(self) -> int:
         return int(self.moe_layers.shape[0])
+
+    @property
+    def top_k(self) -> int:
+        """k: the number of experts each token chose."""
+        return int(self.expert.shape[-1])
 
     @property
     def batch_size(self) -> int:

@@ -84,42 +84,44 @@ def summarize(
     rows, cols = np.nonzero(trace.mask)  # valid tokens, document-major
     n_tok = len(rows)
     dom = np.asarray(domain_of_row, dtype=np.int64)[rows]
-    expert = trace.expert[:, rows, cols, :].astype(np.int64)  # [L, T, 2]
-    dropped = ~trace.kept[:, rows, cols, :]  # [L, T, 2]
+    k = trace.top_k
+    expert = trace.expert[:, rows, cols, :].astype(np.int64)  # [L, T, k]
+    dropped = ~trace.kept[:, rows, cols, :]  # [L, T, k]
     layer_ord = np.repeat(np.arange(n_layers), n_tok)  # [L*T], layer-major like .ravel()
     dom_l = np.tile(dom, n_layers)
-    e1, e2 = expert[..., 0].ravel(), expert[..., 1].ravel()
-    d1, d2 = dropped[..., 0].ravel(), dropped[..., 1].ravel()
     frames: dict[str, Frame] = {}
 
     # expert: tokens choosing each expert at each rank, and how many of those were kept
-    k1, (top1, kept1) = _tally([layer_ord, dom_l, e1], [n_layers, n_dom, n_exp], [None, ~d1])
-    k2, (top2, kept2) = _tally([layer_ord, dom_l, e2], [n_layers, n_dom, n_exp], [None, ~d2])
-    dense = np.zeros((4, n_layers, n_dom, n_exp), dtype=np.int64)
-    dense[0][tuple(k1)], dense[2][tuple(k1)] = top1, _int(kept1)
-    dense[1][tuple(k2)], dense[3][tuple(k2)] = top2, _int(kept2)
-    lo, do, ex = np.nonzero(dense[0] + dense[1])
+    (lo, do, ex, ra), (chosen, kept) = _tally(
+        [
+            np.repeat(layer_ord, k),
+            np.repeat(dom_l, k),
+            expert.ravel(),
+            np.tile(np.arange(k), n_layers * n_tok),
+        ],
+        [n_layers, n_dom, n_exp, k],
+        [None, (~dropped).ravel()],
+    )
     frames["expert"] = {
         "layer": layers[lo],
         "domain": names[do],
         "expert": ex,
-        "top1": dense[0][lo, do, ex],
-        "top2": dense[1][lo, do, ex],
-        "kept1": dense[2][lo, do, ex],
-        "kept2": dense[3][lo, do, ex],
+        "rank": ra,
+        "chosen": chosen,
+        "kept": _int(kept),
     }
 
-    # layer: token counts, drops, entropy and losses, agreement of adjacent tokens
+    # layer: token counts, entropy and losses, agreement of adjacent tokens
     entropy = trace.entropy[:, rows, cols].astype(np.float64).ravel()
     aux_tok, z_tok = _token_losses(trace, rows)
-    (lo, do), (tokens, drop1, drop2, ent, aux, z) = _tally(
-        [layer_ord, dom_l], [n_layers, n_dom], [None, d1, d2, entropy, aux_tok, z_tok]
+    (lo, do), (tokens, ent, aux, z) = _tally(
+        [layer_ord, dom_l], [n_layers, n_dom], [None, entropy, aux_tok, z_tok]
     )
     pair_b, pair_s = np.nonzero(trace.mask[:, :-1] & trace.mask[:, 1:])
-    a = trace.expert[:, pair_b, pair_s, :].astype(np.int64)  # [L, P, 2]
+    a = trace.expert[:, pair_b, pair_s, :].astype(np.int64)  # [L, P, k]
     b = trace.expert[:, pair_b, pair_s + 1, :].astype(np.int64)
     same = a[..., 0] == b[..., 0]
-    shared = same | (a[..., 0] == b[..., 1]) | (a[..., 1] == b[..., 0]) | (a[..., 1] == b[..., 1])
+    shared = (a[..., :, None] == b[..., None, :]).any(axis=(-2, -1))
     pair_layer = np.repeat(np.arange(n_layers), len(pair_b))
     pair_dom = np.tile(np.asarray(domain_of_row, dtype=np.int64)[pair_b], n_layers)
     pair_counts = np.zeros((3, n_layers, n_dom), dtype=np.int64)
@@ -131,34 +133,38 @@ def summarize(
         "layer": layers[lo],
         "domain": names[do],
         "tokens": tokens,
-        "dropped1": _int(drop1),
-        "dropped2": _int(drop2),
         "entropy_sum": ent,
         "aux_sum": aux,
         "z_sum": z,
         "pairs": pair_counts[0, lo, do],
         "same_top1": pair_counts[1, lo, do],
-        "shared_top2": pair_counts[2, lo, do],
+        "shared_topk": pair_counts[2, lo, do],
     }
 
-    # position: tokens and drops per position bucket
+    # position: tokens, dropped assignments and dropped top-1 choices per position bucket
     bucket = np.tile(cols // POSITION_BUCKET, n_layers)
     n_buckets = trace.seq_len // POSITION_BUCKET + 1
-    (lo, do, bu), (tokens, drop1, drop2) = _tally(
-        [layer_ord, dom_l, bucket], [n_layers, n_dom, n_buckets], [None, d1, d2]
+    (lo, do, bu), (tokens, drops, drops_top1) = _tally(
+        [layer_ord, dom_l, bucket],
+        [n_layers, n_dom, n_buckets],
+        [None, dropped.sum(axis=-1).ravel(), dropped[..., 0].ravel()],
     )
     frames["position"] = {
         "layer": layers[lo],
         "domain": names[do],
         "bucket": bu,
         "tokens": tokens,
-        "dropped1": _int(drop1),
-        "dropped2": _int(drop2),
+        "dropped": _int(drops),
+        "dropped_top1": _int(drops_top1),
     }
 
-    # coactivation: the unordered pair {top-1, top-2} of each token
+    # coactivation: every unordered pair of a token's k choices (distinct experts)
+    first, second = np.triu_indices(k, k=1)
+    lower = np.minimum(expert[..., first], expert[..., second]).ravel()  # [L*T*pairs]
+    upper = np.maximum(expert[..., first], expert[..., second]).ravel()
+    n_pairs_tok = len(first)
     (lo, do, ea, eb), (n,) = _tally(
-        [layer_ord, dom_l, np.minimum(e1, e2), np.maximum(e1, e2)],
+        [np.repeat(layer_ord, n_pairs_tok), np.repeat(dom_l, n_pairs_tok), lower, upper],
         [n_layers, n_dom, n_exp, n_exp],
         [None],
     )
@@ -194,12 +200,16 @@ def summarize(
         TOKEN_KINDS["predicted"]: trace.predicted[rows, cols].astype(np.int64),
     }
     n_vocab = int(max((int(t.max()) for t in by_kind.values() if len(t)), default=0)) + 1
-    kinds = np.concatenate([np.full(2 * n_layers * n_tok, k) for k in by_kind])
-    token = np.concatenate([np.tile(t, 2 * n_layers) for t in by_kind.values()])
-    chosen = np.tile(np.concatenate([e1, e2]), len(by_kind))
+    # one entry per (kind, layer, token, rank), in that nesting order
+    per_kind = n_layers * n_tok * k
+    kinds = np.repeat(np.arange(len(by_kind)), per_kind)
+    kinds = np.asarray(list(by_kind), dtype=np.int64)[kinds]
+    token = np.concatenate([np.repeat(np.tile(t, n_layers), k) for t in by_kind.values()])
+    chosen = np.tile(expert.ravel(), len(by_kind))
+    layer_choice = np.tile(np.repeat(layer_ord, k), len(by_kind))
+    dom_choice = np.tile(np.repeat(dom_l, k), len(by_kind))
     (lo, ki, ex, do, to), (n,) = _tally(
-        [np.tile(layer_ord, 2 * len(by_kind)), kinds, chosen, np.tile(dom_l, 2 * len(by_kind)),
-         token],
+        [layer_choice, kinds, chosen, dom_choice, token],
         [n_layers, len(by_kind), n_exp, n_dom, n_vocab],
         [None],
     )  # fmt: skip
@@ -219,7 +229,7 @@ def summarize(
     )  # fmt: skip
     frames["vocab"] = {"kind": ki, "token_id": to, "domain": names[do], "n": n}
     (lo, ki, ex, to), (n,) = _tally(
-        [np.tile(layer_ord, 2 * len(by_kind)), kinds, chosen, token],
+        [layer_choice, kinds, chosen, token],
         [n_layers, len(by_kind), n_exp, n_vocab],
         [None],
     )

@@ -1,19 +1,20 @@
 """Router saturation (OLMoE eq. 5): how two runs over the same texts (e.g. under two
-checkpoints) route the same tokens. The one statistic that reads `routes`, by primary key,
-paired and counted in SQL: only one row per layer leaves the database."""
+checkpoints) route the same tokens. The one statistic that reads `routes` and
+`route_choices`, by primary key, paired and counted in SQL: only one row per layer leaves
+the database."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from storage.errors import NotFound
 from storage.results import Measure, Saturation
 from storage.rows import ratio
-from storage.schema import Document, Model, Route, Run
+from storage.schema import Document, Model, Route, RouteChoice, Run
 
 
 def router_saturation(
@@ -29,18 +30,21 @@ def router_saturation(
     Documents are paired by the hash of their text (the first of duplicates), tokens by
     position; `domains` filters on run A's labels.
     """
-    models = dict(
-        session.execute(
-            select(Run.id, Model.num_experts)
+    models = {
+        run: (n_exp, k)
+        for run, n_exp, k in session.execute(
+            select(Run.id, Model.num_experts, Model.top_k)
             .join(Model, Model.id == Run.model_id)
             .where(Run.id.in_([run_a, run_b]))
         ).all()
-    )
+    }
     if run_a not in models or run_b not in models:
         raise NotFound(f"no run {run_b if run_a in models else run_a}")
     if models[run_a] != models[run_b]:
-        raise ValueError("saturation compares runs of models with the same number of experts")
-    n_exp = models[run_a]
+        raise ValueError(
+            "saturation compares runs of models with the same number of experts and choices"
+        )
+    n_exp, k = models[run_a]
 
     def first_documents(run_id: int, with_domains: bool) -> Any:
         stmt = select(Document.text_sha256, func.min(Document.id).label("id")).where(
@@ -60,12 +64,9 @@ def router_saturation(
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     ra, rb = aliased(Route, name="ra"), aliased(Route, name="rb")
-
-    def in_b(expert: Any) -> Any:
-        return case((or_(expert == rb.e1, expert == rb.e2), 1), else_=0)
-
-    stmt = (
-        select(ra.layer, func.count(), func.sum(in_b(ra.e1) + in_b(ra.e2)))
+    ca, cb = aliased(RouteChoice, name="ca"), aliased(RouteChoice, name="cb")
+    matched = (
+        select(ra.layer, func.count())
         .select_from(pairs)
         .join(ra, ra.document_id == pairs.c.a)
         .join(
@@ -74,17 +75,33 @@ def router_saturation(
         )
         .group_by(ra.layer)
     )
+    # A token's k choices are distinct experts: each choice of A found among B's choices of
+    # the same token is one shared expert.
+    shared_choices = (
+        select(ca.layer, func.count())
+        .select_from(pairs)
+        .join(ca, ca.document_id == pairs.c.a)
+        .join(
+            cb,
+            and_(
+                cb.document_id == pairs.c.b,
+                cb.position == ca.position,
+                cb.layer == ca.layer,
+                cb.expert == ca.expert,
+            ),
+        )
+        .group_by(ca.layer)
+    )
     if layers is not None:
-        stmt = stmt.where(ra.layer.in_(list(layers)))
-    tokens: dict[int, int] = {}
-    shared: dict[int, int] = {}
-    for layer, n_tokens, n_shared in session.execute(stmt).all():
-        tokens[layer], shared[layer] = int(n_tokens), int(n_shared)
+        matched = matched.where(ra.layer.in_(list(layers)))
+        shared_choices = shared_choices.where(ca.layer.in_(list(layers)))
+    tokens = {int(layer): int(n) for layer, n in session.execute(matched).all()}
+    shared = {int(layer): int(n) for layer, n in session.execute(shared_choices).all()}
     return [
         Saturation(
             layer=layer,
             tokens=tokens[layer],
-            saturation=Measure(ratio(shared[layer], 2 * tokens[layer]), 2.0 / n_exp),
+            saturation=Measure(ratio(shared.get(layer, 0), k * tokens[layer]), k / n_exp),
         )
         for layer in sorted(tokens)
     ]

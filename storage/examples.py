@@ -7,7 +7,7 @@ import dataclasses
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.schema import Document, Route, Run, Token, Vocab
+from storage.schema import Document, RouteChoice, Run, Token, Vocab
 from storage.scope import Resolved, Scope, resolve
 
 
@@ -18,24 +18,24 @@ class ExpertExample:
     document_id: int
     domain: str
     position: int
-    rank: int  # 1: the expert was the token's top-1 choice, 2: its top-2
+    rank: int  # the choice's place in the token's top-k: 1 = its top-1 choice, 2 = second, ...
     gate: float
     before: tuple[str, ...]  # pieces of the preceding tokens
     piece: str
     after: tuple[str, ...]
 
 
-def _kept_assignments(
-    session: Session, res: Resolved, *, layer: int, expert: int
-) -> tuple[int, int]:
-    """Kept top-1 and top-2 assignments of the expert at the layer in the scope (aggregates)."""
+def _kept_by_rank(session: Session, res: Resolved, *, layer: int, expert: int) -> list[int]:
+    """Ranks (0-based) at which the expert kept any assignment at the layer in the scope,
+    from the aggregates."""
     table = res.table("expert")
-    row = session.execute(
-        select(
-            func.coalesce(func.sum(table.c.kept1), 0), func.coalesce(func.sum(table.c.kept2), 0)
-        ).where(*res.where(table), table.c.layer == layer, table.c.expert == expert)
-    ).one()
-    return int(row[0]), int(row[1])
+    rows = session.execute(
+        select(table.c.rank, func.sum(table.c.kept))
+        .where(*res.where(table), table.c.layer == layer, table.c.expert == expert)
+        .group_by(table.c.rank)
+        .order_by(table.c.rank)
+    ).all()
+    return [int(rank) for rank, kept in rows if kept]
 
 
 def expert_examples(
@@ -44,7 +44,8 @@ def expert_examples(
     """Tokens whose kept assignment went to `expert` at `layer` (top-1 first, newest
     documents first), with `context` pieces on each side. LIMIT stops the scan early."""
     res = resolve(session, scope)
-    conditions = [Route.layer == layer]
+    choice = RouteChoice
+    conditions = [choice.layer == layer, choice.expert == expert, choice.kept.is_(True)]
     if res.runs is not None:
         conditions.append(Document.run_id.in_(res.runs))
     else:
@@ -52,22 +53,19 @@ def expert_examples(
     if res.domains is not None:
         conditions.append(Document.domain.in_(res.domains))
     base = (
-        select(Route.document_id, Route.position, Route.e1, Route.g1, Route.g2, Document.domain)
-        .join(Document, Document.id == Route.document_id)
+        select(choice.document_id, choice.position, choice.rank, choice.gate, Document.domain)
+        .join(Document, Document.id == choice.document_id)
         .join(Run, Run.id == Document.run_id)
         .where(*conditions)
-        .order_by(Route.document_id.desc(), Route.position)
+        .order_by(choice.document_id.desc(), choice.position)
     )
-    # The counts say first whether the expert kept anything at either rank in this scope:
-    # for a dead expert (or rank) the search below would read every route of the layer.
-    kept1, kept2 = _kept_assignments(session, res, layer=layer, expert=expert)
+    # The counts say first at which ranks the expert kept anything in this scope: for a
+    # dead expert (or rank) the search below would read every choice of the layer.
     hits = []
-    if kept1:
-        hits += session.execute(base.where((Route.e1 == expert) & Route.kept1).limit(limit)).all()
-    if kept2 and len(hits) < limit:
-        hits += session.execute(
-            base.where((Route.e2 == expert) & Route.kept2).limit(limit - len(hits))
-        ).all()
+    for rank in _kept_by_rank(session, res, layer=layer, expert=expert):
+        if len(hits) >= limit:
+            break
+        hits += session.execute(base.where(choice.rank == rank).limit(limit - len(hits))).all()
     examples = []
     for hit in hits:
         window = session.execute(
@@ -80,14 +78,13 @@ def expert_examples(
             .order_by(Token.position)
         ).all()
         pieces = {row.position: row.piece or "" for row in window}
-        top1 = hit.e1 == expert
         examples.append(
             ExpertExample(
                 document_id=hit.document_id,
                 domain=hit.domain,
                 position=hit.position,
-                rank=1 if top1 else 2,
-                gate=float(hit.g1 if top1 else hit.g2),
+                rank=int(hit.rank) + 1,
+                gate=float(hit.gate),
                 before=tuple(pieces[p] for p in sorted(pieces) if p < hit.position),
                 piece=pieces.get(hit.position, ""),
                 after=tuple(pieces[p] for p in sorted(pieces) if p > hit.position),

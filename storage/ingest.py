@@ -20,7 +20,17 @@ from glam.trace import RoutingTrace
 from storage import bulk
 from storage.aggregates import AggregateBuffer, summarize
 from storage.errors import NotFound
-from storage.schema import Document, Job, Model, Route, Run, RunSource, Token, Vocab
+from storage.schema import (
+    Document,
+    Job,
+    Model,
+    Route,
+    RouteChoice,
+    Run,
+    RunSource,
+    Token,
+    Vocab,
+)
 from storage.schema_aggregates import FAMILIES
 
 # Parameters that change what the model computes. A run that sets any of them is kept out of
@@ -35,6 +45,7 @@ def register_model(
     name: str,
     num_experts: int,
     vocab_size: int,
+    top_k: int = 2,
     preset: str | None = None,
     config: Mapping[str, Any] | None = None,
     checkpoint_sha256: str | None = None,
@@ -43,7 +54,8 @@ def register_model(
 ) -> int:
     """Create the model `name` or update its description; returns its id.
 
-    The shape of an existing model (experts, vocabulary size, MoE layers) cannot change:
+    The shape of an existing model (experts, choices per token, vocabulary size, MoE layers)
+    cannot change:
     its stored statistics would no longer mean the same thing.
     """
     with session.begin_nested():
@@ -53,6 +65,7 @@ def register_model(
             model = Model(
                 name=name,
                 num_experts=num_experts,
+                top_k=top_k,
                 vocab_size=vocab_size,
                 preset=preset,
                 config=dict(config or {}),
@@ -62,7 +75,8 @@ def register_model(
             session.add(model)
             session.flush()
         else:
-            if (model.num_experts, model.vocab_size) != (num_experts, vocab_size) or (
+            shape = (model.num_experts, model.top_k, model.vocab_size)
+            if shape != (num_experts, top_k, vocab_size) or (
                 layers is not None and model.moe_layers not in (None, layers)
             ):
                 raise ValueError(f"model {name!r} is already stored with another shape")
@@ -157,6 +171,8 @@ def _check_inputs(
     layers = [int(i) for i in trace.moe_layers]
     if model.moe_layers is not None and model.moe_layers != layers:
         raise ValueError(f"trace MoE layers {layers} != model's {model.moe_layers}")
+    if trace.top_k != model.top_k:
+        raise ValueError(f"trace has {trace.top_k} choices per token; model {model.top_k}")
     chosen = trace.expert[:, trace.mask]
     if chosen.size and (chosen.min() < 0 or chosen.max() >= model.num_experts):
         raise ValueError(f"expert ids must lie in [0, {model.num_experts})")
@@ -202,24 +218,31 @@ def _write_rows(session: Session, trace: RoutingTrace, document_ids: np.ndarray)
             "predicted": trace.predicted[rows, cols],
         },
     )
-    n_layers = trace.num_layers
-    per_token = lambda a: a[:, rows, cols].T.ravel()  # [L, B, S] -> token-major, layer-minor
+    n_layers, k = trace.num_layers, trace.top_k
+    layer_ids = np.asarray(trace.moe_layers)
+    per_token = lambda a: a[:, rows, cols].swapaxes(0, 1).ravel()  # token-major, then layer, rank
     bulk.insert_frame(
         session,
         Route.__table__,
         {
             "document_id": np.repeat(doc, n_layers),
             "position": np.repeat(cols, n_layers),
-            "layer": np.tile(np.asarray(trace.moe_layers), len(rows)),
-            "e1": per_token(trace.expert[..., 0]),
-            "e2": per_token(trace.expert[..., 1]),
-            "g1": per_token(trace.gate[..., 0]),
-            "g2": per_token(trace.gate[..., 1]),
-            "p1": per_token(trace.prob[..., 0]),
-            "p2": per_token(trace.prob[..., 1]),
-            "kept1": per_token(trace.kept[..., 0]),
-            "kept2": per_token(trace.kept[..., 1]),
+            "layer": np.tile(layer_ids, len(rows)),
             "entropy": per_token(trace.entropy),
+        },
+    )
+    bulk.insert_frame(
+        session,
+        RouteChoice.__table__,
+        {
+            "document_id": np.repeat(doc, n_layers * k),
+            "position": np.repeat(cols, n_layers * k),
+            "layer": np.tile(np.repeat(layer_ids, k), len(rows)),
+            "rank": np.tile(np.arange(k), len(rows) * n_layers),
+            "expert": per_token(trace.expert),
+            "gate": per_token(trace.gate),
+            "prob": per_token(trace.prob),
+            "kept": per_token(trace.kept),
         },
     )
 
@@ -382,9 +405,8 @@ def delete_run(session: Session, run_id: int) -> bool:
         documents = select(Document.id).where(Document.run_id == run_id)
         # Core statements on the tables (the ORM would first fetch what it deletes), and
         # explicit rather than ON DELETE CASCADE: one statement per table, not per document.
-        routes, tokens = Route.__table__, Token.__table__
-        session.execute(delete(routes).where(routes.c.document_id.in_(documents)))
-        session.execute(delete(tokens).where(tokens.c.document_id.in_(documents)))
+        for rows in (RouteChoice.__table__, Route.__table__, Token.__table__):
+            session.execute(delete(rows).where(rows.c.document_id.in_(documents)))
         for family in FAMILIES.values():
             if family.run_table is not None:
                 table = family.run_table.__table__

@@ -39,6 +39,7 @@ APPENDED = (
     "documents",
     "tokens",
     "routes",
+    "route_choices",
     *(name for name in Base.metadata.tables if name.startswith("run_")),
 )
 

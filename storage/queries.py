@@ -1,7 +1,8 @@
 """Routing statistics of DESIGN.md "Metric definitions", each with its uniform baseline.
 
 Every statistic but router saturation reads the aggregate tables only (see `storage.scope`
-for which); saturation pairs the routes of two runs by primary key. k = 2 choices, E experts.
+for which); saturation pairs the routes of two runs by primary key. k choices per token
+(the model's top-k), E experts: every baseline takes its (E, k) form.
 All functions take a `Scope` (model, runs, domains, layers) and return `storage.results`.
 """
 
@@ -33,8 +34,6 @@ from storage.rows import ratio
 from storage.schema_aggregates import POSITION_BUCKET
 from storage.scope import Resolved, Scope, resolve, total
 
-K = 2  # experts per token
-
 __all__ = [
     "Scope",
     "ablation_effect",
@@ -59,33 +58,31 @@ def _per_layer(session: Session, res: Resolved, family: str, sums: Sequence[str]
     return {int(r.layer): {s: getattr(r, s) or 0 for s in sums} for r in rows}
 
 
-def _expert_matrix(session: Session, res: Resolved, sums: Sequence[str]) -> dict[int, np.ndarray]:
-    """{layer: int64 [len(sums), E]} of expert-count sums, zero for unseen experts."""
-    out = {layer: np.zeros((len(sums), res.num_experts), dtype=np.int64) for layer in res.layers}
-    for row in session.execute(res.grouped("expert", ["layer", "expert"], sums)):
-        out[int(row.layer)][:, int(row.expert)] = [int(getattr(row, s)) for s in sums]
+def _expert_matrix(session: Session, res: Resolved) -> dict[int, np.ndarray]:
+    """{layer: int64 [2, k, E]}: tokens choosing each expert at each rank ([0]) and of those
+    the kept ones ([1]); zero for unseen experts."""
+    out = {layer: np.zeros((2, res.top_k, res.num_experts), dtype=np.int64) for layer in res.layers}
+    stmt = res.grouped("expert", ["layer", "rank", "expert"], ["chosen", "kept"])
+    for row in session.execute(stmt):
+        out[int(row.layer)][:, int(row.rank), int(row.expert)] = [int(row.chosen), int(row.kept)]
     return out
 
 
 def expert_load(session: Session, scope: Scope) -> list[LayerLoad]:
-    """Load (kept assignments, both ranks) and share of every expert, per MoE layer."""
+    """Load (kept assignments, all ranks) and share of every expert, per MoE layer."""
     res = resolve(session, scope)
     base = 1.0 / res.num_experts
     layers = []
-    for layer, (top1, top2, kept1, kept2) in _expert_matrix(
-        session, res, ["top1", "top2", "kept1", "kept2"]
-    ).items():
-        load = kept1 + kept2
+    for layer, (chosen, kept) in _expert_matrix(session, res).items():
+        load = kept.sum(axis=0)
         total = int(load.sum())
         experts = tuple(
             ExpertLoad(
                 expert=e,
                 load=int(load[e]),
                 share=Measure(ratio(load[e], total), base),
-                top1=int(top1[e]),
-                top2=int(top2[e]),
-                kept1=int(kept1[e]),
-                kept2=int(kept2[e]),
+                chosen=tuple(int(c) for c in chosen[:, e]),
+                kept=tuple(int(c) for c in kept[:, e]),
             )
             for e in range(res.num_experts)
         )
@@ -105,8 +102,8 @@ def balance(session: Session, scope: Scope) -> list[LayerBalance]:
     """CV, MaxVio, dead experts and normalised load entropy of the loads, per MoE layer."""
     res = resolve(session, scope)
     out = []
-    for layer, (kept1, kept2) in _expert_matrix(session, res, ["kept1", "kept2"]).items():
-        load = (kept1 + kept2).astype(np.float64)
+    for layer, (_, kept) in _expert_matrix(session, res).items():
+        load = kept.sum(axis=0).astype(np.float64)
         total, mean = load.sum(), load.mean()
         share = load / total if total else None
         entropy = None
@@ -126,26 +123,28 @@ def balance(session: Session, scope: Scope) -> list[LayerBalance]:
 
 
 def routing_summary(session: Session, scope: Scope) -> list[LayerRouting]:
-    """Drop rate per rank, router entropy, aux and z loss (token-weighted), per MoE layer.
+    """Drop rate (all ranks and per rank), router entropy, aux and z loss (token-weighted),
+    per MoE layer.
 
     Each document's own aux and z losses count once per valid token of it, so a domain filter
     sees only the losses of that domain's documents.
     """
     res = resolve(session, scope)
-    sums = _per_layer(
-        session, res, "layer", ["tokens", "dropped1", "dropped2", "entropy_sum", "aux_sum", "z_sum"]
-    )
+    sums = _per_layer(session, res, "layer", ["tokens", "entropy_sum", "aux_sum", "z_sum"])
+    choices = _expert_matrix(session, res)
     log_e = math.log(res.num_experts)
     out = []
     for layer in res.layers:
         s = sums.get(layer, defaultdict(int))
         n = int(s["tokens"])
+        chosen, kept = choices[layer].sum(axis=2)  # [k] each
+        dropped = chosen - kept
         out.append(
             LayerRouting(
                 layer=layer,
                 tokens=n,
-                drop_rate_top1=Measure(ratio(s["dropped1"], n), 0.0),
-                drop_rate_top2=Measure(ratio(s["dropped2"], n), 0.0),
+                drop_rate=Measure(ratio(dropped.sum(), n * res.top_k), 0.0),
+                drop_rate_by_rank=tuple(Measure(ratio(d, n), 0.0) for d in dropped),
                 router_entropy=Measure(ratio(s["entropy_sum"], n), log_e),
                 aux_loss=Measure(ratio(s["aux_sum"], n), 1.0),
                 z_loss=Measure(ratio(s["z_sum"], n), log_e**2),
@@ -157,7 +156,7 @@ def routing_summary(session: Session, scope: Scope) -> list[LayerRouting]:
 def drops_by_position(
     session: Session, scope: Scope, *, bucket_width: int = POSITION_BUCKET
 ) -> list[PositionDrops]:
-    """Drop rates per rank by position bucket (do later tokens drop more?).
+    """Drop rates (all ranks, and top-1) by position bucket (do later tokens drop more?).
 
     `bucket_width` must be a multiple of the stored width, POSITION_BUCKET.
     """
@@ -172,8 +171,8 @@ def drops_by_position(
             t.c.layer,
             bucket.label("b"),
             total(t.c.tokens).label("tokens"),
-            total(t.c.dropped1).label("dropped1"),
-            total(t.c.dropped2).label("dropped2"),
+            total(t.c.dropped).label("dropped"),
+            total(t.c.dropped_top1).label("dropped_top1"),
         )
         .where(*res.where(t))
         .group_by(t.c.layer, bucket)
@@ -185,8 +184,8 @@ def drops_by_position(
             start=int(r.b) * bucket_width,
             stop=(int(r.b) + 1) * bucket_width,
             tokens=int(r.tokens),
-            drop_rate_top1=Measure(ratio(r.dropped1, r.tokens), 0.0),
-            drop_rate_top2=Measure(ratio(r.dropped2, r.tokens), 0.0),
+            drop_rate=Measure(ratio(r.dropped, r.tokens * res.top_k), 0.0),
+            drop_rate_top1=Measure(ratio(r.dropped_top1, r.tokens), 0.0),
         )
         for r in session.execute(stmt)
     ]
@@ -202,10 +201,8 @@ def domain_specialization(session: Session, scope: Scope) -> list[DomainSpeciali
     counts: dict[tuple[int, str], np.ndarray] = {
         key: np.zeros(res.num_experts, dtype=np.int64) for key in tokens
     }
-    for r in session.execute(
-        res.grouped("expert", ["layer", "domain", "expert"], ["top1", "top2"])
-    ):
-        counts[(int(r.layer), r.domain)][int(r.expert)] = int(r.top1) + int(r.top2)
+    for r in session.execute(res.grouped("expert", ["layer", "domain", "expert"], ["chosen"])):
+        counts[(int(r.layer), r.domain)][int(r.expert)] = int(r.chosen)
     return [
         DomainSpecialization(
             layer=layer,
@@ -213,7 +210,7 @@ def domain_specialization(session: Session, scope: Scope) -> list[DomainSpeciali
             tokens=n,
             counts=tuple(int(c) for c in counts[(layer, domain)]),
             shares=tuple(ratio(c, n) for c in counts[(layer, domain)]),
-            baseline=K / res.num_experts,
+            baseline=res.top_k / res.num_experts,
         )
         for (layer, domain), n in sorted(tokens.items())
     ]
@@ -241,36 +238,36 @@ def coactivation(session: Session, scope: Scope) -> list[Coactivation]:
         matrix = pairs[int(r.layer)]
         matrix[int(r.expert_a), int(r.expert_b)] += int(r.n)
         matrix[int(r.expert_b), int(r.expert_a)] += int(r.n)
-    chosen = _expert_matrix(session, res, ["top1", "top2"])
+    choices = _expert_matrix(session, res)
     out = []
     for layer in res.layers:
-        counts = chosen[layer].sum(axis=0)
+        counts = choices[layer][0].sum(axis=0)
         out.append(
             Coactivation(
                 layer=layer,
                 counts=tuple(int(c) for c in counts),
                 pairs=_as_matrix(pairs[layer]),
                 ratios=_row_ratios(pairs[layer], counts),
-                baseline=1.0 / (n_exp - 1),
+                baseline=(res.top_k - 1) / (n_exp - 1),
             )
         )
     return out
 
 
-def _disjoint_share(n_exp: int) -> float:
+def _disjoint_share(n_exp: int, k: int) -> float:
     """Chance that two uniform top-k sets share no expert, C(E-k,k)/C(E,k); 0 when E < 2k
     (too few experts for two disjoint sets; a lone expert's set is itself, both times)."""
-    if n_exp < 2 * K:
+    if n_exp < 2 * k:
         return 0.0
-    return math.comb(n_exp - K, K) / math.comb(n_exp, K)
+    return math.comb(n_exp - k, k) / math.comb(n_exp, k)
 
 
 def consecutive_routing(session: Session, scope: Scope) -> list[ConsecutiveRouting]:
-    """Adjacent tokens with the same top-1 and with intersecting top-2 sets, per layer."""
+    """Adjacent tokens with the same top-1 and with intersecting top-k sets, per layer."""
     res = resolve(session, scope)
     n_exp = res.num_experts
-    sums = _per_layer(session, res, "layer", ["pairs", "same_top1", "shared_top2"])
-    disjoint = _disjoint_share(n_exp)
+    sums = _per_layer(session, res, "layer", ["pairs", "same_top1", "shared_topk"])
+    disjoint = _disjoint_share(n_exp, res.top_k)
     out = []
     for layer in res.layers:
         s = sums.get(layer, defaultdict(int))
@@ -279,7 +276,7 @@ def consecutive_routing(session: Session, scope: Scope) -> list[ConsecutiveRouti
                 layer=layer,
                 pairs=int(s["pairs"]),
                 same_top1=Measure(ratio(s["same_top1"], s["pairs"]), 1.0 / n_exp),
-                shared_top2=Measure(ratio(s["shared_top2"], s["pairs"]), 1.0 - disjoint),
+                shared_topk=Measure(ratio(s["shared_topk"], s["pairs"]), 1.0 - disjoint),
             )
         )
     return out

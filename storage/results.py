@@ -27,15 +27,13 @@ class Measure:
 
 @_frozen
 class ExpertLoad:
-    """Kept assignments of one expert (both ranks) and its share of the layer's load."""
+    """Kept assignments of one expert (all k ranks) and its share of the layer's load."""
 
     expert: int
-    load: int  # kept top-1 + kept top-2 assignments
+    load: int  # kept assignments at any rank
     share: Measure  # load / sum of loads; baseline 1/E
-    top1: int  # tokens whose top-1 choice is the expert (kept or not)
-    top2: int
-    kept1: int
-    kept2: int
+    chosen: tuple[int, ...]  # [k] tokens choosing the expert at each rank (kept or not)
+    kept: tuple[int, ...]  # [k] of those, kept
 
 
 @_frozen
@@ -63,8 +61,9 @@ class LayerRouting:
 
     layer: int
     tokens: int
-    drop_rate_top1: Measure  # share of valid tokens whose top-1 choice was dropped; baseline 0
-    drop_rate_top2: Measure
+    drop_rate: Measure  # share of the valid tokens' assignments (all ranks) dropped; baseline 0
+    # [k] share of valid tokens whose choice of each rank was dropped; baseline 0
+    drop_rate_by_rank: tuple[Measure, ...]
     router_entropy: Measure  # mean per-token router entropy (nats); baseline ln E
     aux_loss: Measure  # token-weighted mean; baseline 1 (perfect balance)
     z_loss: Measure  # token-weighted mean; baseline (ln E)^2 (all logits equal at 0)
@@ -78,13 +77,13 @@ class PositionDrops:
     start: int
     stop: int
     tokens: int
-    drop_rate_top1: Measure
-    drop_rate_top2: Measure
+    drop_rate: Measure  # share of the assignments (all ranks) dropped
+    drop_rate_top1: Measure  # share of the tokens whose top-1 choice was dropped
 
 
 @_frozen
 class DomainSpecialization:
-    """OLMoE eq. 7: share of the domain's tokens that have each expert in their top-2."""
+    """OLMoE eq. 7: share of the domain's tokens that have each expert in their top-k."""
 
     layer: int
     domain: str
@@ -99,7 +98,7 @@ class TokenShare:
     token_id: int
     piece: str | None
     count: int  # N_x: occurrences of the token
-    with_expert: int  # N_{x,e}: of those, with the expert in their top-2
+    with_expert: int  # N_{x,e}: of those, with the expert in their top-k
     share: float  # N_{x,e} / N_x
 
 
@@ -134,10 +133,10 @@ class Coactivation:
     """OLMoE eq. 6: N_{i,j}/N_i, the share of tokens routed to i that also go to j."""
 
     layer: int
-    counts: tuple[int, ...]  # N_i: tokens with i in their top-2
+    counts: tuple[int, ...]  # N_i: tokens with i in their top-k
     pairs: Matrix  # N_{i,j} (symmetric, zero diagonal)
     ratios: RatioMatrix  # row i: N_{i,j}/N_i; None where N_i = 0
-    baseline: float  # 1/(E-1)
+    baseline: float  # (k-1)/(E-1)
 
 
 @_frozen
@@ -147,7 +146,7 @@ class ConsecutiveRouting:
     layer: int
     pairs: int
     same_top1: Measure  # baseline 1/E
-    shared_top2: Measure  # top-2 sets intersect; baseline 1 - C(E-2,2)/C(E,2)
+    shared_topk: Measure  # top-k sets intersect; baseline 1 - C(E-k,k)/C(E,k)
 
 
 @_frozen
@@ -163,11 +162,11 @@ class Transitions:
 
 @_frozen
 class Saturation:
-    """OLMoE eq. 5: mean over matched tokens of |top2_A ∩ top2_B| / 2."""
+    """OLMoE eq. 5: mean over matched tokens of |topk_A ∩ topk_B| / k."""
 
     layer: int
     tokens: int
-    saturation: Measure  # baseline 2/E
+    saturation: Measure  # baseline k/E
 
 
 @_frozen
@@ -197,6 +196,7 @@ class ModelInfo:
     name: str
     preset: str | None
     num_experts: int
+    top_k: int
     vocab_size: int
     moe_layers: tuple[int, ...] | None
     checkpoint_sha256: str | None
@@ -242,10 +242,10 @@ class DocumentInfo:
 @_frozen
 class RouteInfo:
     layer: int
-    experts: tuple[int, int]
-    gates: tuple[float, float]
-    probs: tuple[float, float]
-    kept: tuple[bool, bool]
+    experts: tuple[int, ...]  # [k] in rank order
+    gates: tuple[float, ...]
+    probs: tuple[float, ...]
+    kept: tuple[bool, ...]
     entropy: float
 
 
@@ -297,6 +297,6 @@ class TrainingHistory:
 
     model: str
     num_experts: int
-    saturation_baseline: float  # 2/E: two uniformly random top-2 sets
+    saturation_baseline: float  # k/E: two uniformly random top-k sets
     last_step: int | None  # the step saturation is measured against
     points: tuple[TrainingPoint, ...]

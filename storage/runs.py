@@ -17,7 +17,7 @@ from storage.results import (
     StoredRequest,
     TokenInfo,
 )
-from storage.schema import Document, Model, Route, Run, Token, Vocab
+from storage.schema import Document, Model, Route, RouteChoice, Run, Token, Vocab
 
 
 def _model_info(m: Model) -> ModelInfo:
@@ -26,6 +26,7 @@ def _model_info(m: Model) -> ModelInfo:
         name=m.name,
         preset=m.preset,
         num_experts=m.num_experts,
+        top_k=m.top_k,
         vocab_size=m.vocab_size,
         moe_layers=None if m.moe_layers is None else tuple(m.moe_layers),
         checkpoint_sha256=m.checkpoint_sha256,
@@ -128,17 +129,25 @@ def document_tokens(session: Session, document_id: int) -> DocumentTokens | None
     if document is None:
         return None
     model_id = session.scalar(select(Run.model_id).where(Run.id == document.run_id))
+    choices: dict[tuple[int, int], list[RouteChoice]] = defaultdict(list)
+    for c in session.scalars(
+        select(RouteChoice)
+        .where(RouteChoice.document_id == document_id)
+        .order_by(RouteChoice.position, RouteChoice.layer, RouteChoice.rank)
+    ):
+        choices[(c.position, c.layer)].append(c)
     routes: dict[int, list[RouteInfo]] = defaultdict(list)
     for r in session.scalars(
         select(Route).where(Route.document_id == document_id).order_by(Route.position, Route.layer)
     ):
+        ranked = choices[(r.position, r.layer)]
         routes[r.position].append(
             RouteInfo(
                 layer=r.layer,
-                experts=(r.e1, r.e2),
-                gates=(r.g1, r.g2),
-                probs=(r.p1, r.p2),
-                kept=(bool(r.kept1), bool(r.kept2)),
+                experts=tuple(c.expert for c in ranked),
+                gates=tuple(c.gate for c in ranked),
+                probs=tuple(c.prob for c in ranked),
+                kept=tuple(bool(c.kept) for c in ranked),
                 entropy=r.entropy,
             )
         )

@@ -3,8 +3,9 @@
 Three kinds of tables:
 
 * catalogue: `models`, `vocab`, `runs`, `documents`, `jobs`;
-* raw rows: `tokens` (one per valid token) and `routes` (one per valid token per MoE layer),
-  read only by the token explorer and by router saturation;
+* raw rows: `tokens` (one per valid token), `routes` (one per valid token per MoE layer) and
+  `route_choices` (one per choice: k per route), read only by the token explorer, expert
+  examples, router saturation and exports;
 * aggregates (`storage/schema_aggregates.py`): counts and sums that answer every statistic
   without scanning `routes`, written in the same transaction as the rows they summarise.
 
@@ -81,6 +82,7 @@ class Model(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
     num_experts: Mapped[int] = mapped_column(SmallInteger)  # E: every baseline depends on it
+    top_k: Mapped[int] = mapped_column(SmallInteger, server_default="2")  # k, as do they
     vocab_size: Mapped[int] = mapped_column(Integer)  # V: baseline of the loss, ln V
     moe_layers: Mapped[list[int] | None] = mapped_column()  # absolute layer indices
     created_at: Mapped[dt.datetime] = _now()
@@ -219,7 +221,8 @@ class Token(Base):
 
 
 class Route(Base):
-    """The top-2 routing of one valid token at one MoE layer."""
+    """One valid token at one MoE layer: what is one number per route (its k choices are
+    `RouteChoice` rows)."""
 
     __tablename__ = "routes"
     __table_args__ = (PrimaryKeyConstraint("document_id", "position", "layer"), CLUSTERED)
@@ -227,15 +230,26 @@ class Route(Base):
     document_id: Mapped[int] = mapped_column(Integer)  # documents.id, see BULK_ROWS_NOTE
     position: Mapped[int] = mapped_column(Integer)
     layer: Mapped[int] = mapped_column(SmallInteger)  # absolute layer index
-    e1: Mapped[int] = mapped_column(SmallInteger)
-    e2: Mapped[int] = mapped_column(SmallInteger)
-    g1: Mapped[float] = mapped_column(REAL)  # combine weight after drops
-    g2: Mapped[float] = mapped_column(REAL)
-    p1: Mapped[float] = mapped_column(REAL)  # raw router probability
-    p2: Mapped[float] = mapped_column(REAL)
-    kept1: Mapped[bool] = mapped_column(Boolean)
-    kept2: Mapped[bool] = mapped_column(Boolean)
-    entropy: Mapped[float] = mapped_column(REAL)
+    entropy: Mapped[float] = mapped_column(REAL)  # router entropy in nats
+
+
+class RouteChoice(Base):
+    """One of the k choices of a valid token at one MoE layer, in rank order (0 = top-1)."""
+
+    __tablename__ = "route_choices"
+    __table_args__ = (
+        PrimaryKeyConstraint("document_id", "position", "layer", "rank"),
+        CLUSTERED,
+    )
+
+    document_id: Mapped[int] = mapped_column(Integer)  # documents.id, see BULK_ROWS_NOTE
+    position: Mapped[int] = mapped_column(Integer)
+    layer: Mapped[int] = mapped_column(SmallInteger)
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    expert: Mapped[int] = mapped_column(SmallInteger)
+    gate: Mapped[float] = mapped_column(REAL)  # final combine weight (after drops, scaling)
+    prob: Mapped[float] = mapped_column(REAL)  # the router's score of the choice
+    kept: Mapped[bool] = mapped_column(Boolean)
 
 
 # The aggregate tables live in their own module; importing it registers them on Base.metadata.

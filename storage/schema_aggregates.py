@@ -13,7 +13,8 @@ query down.
 
 Ingest writes both in the transaction that writes the rows they summarise; deleting a run
 subtracts its `run_*` rows from the `model_*` rows. Counts are over valid tokens; "chosen"
-means in the token's top-2 whether or not capacity dropped the assignment.
+means in the token's top-k whether or not capacity dropped the assignment; `rank` is the
+choice's place in the top-k (0 = top-1).
 """
 
 from __future__ import annotations
@@ -68,68 +69,65 @@ class _Model:
 
 
 class ExpertCounts:
-    """Per layer x domain x expert: tokens choosing the expert at each rank, and kept."""
+    """Per layer x domain x expert x rank: tokens choosing the expert at that rank, and kept.
+    A rank's drops are its `chosen - kept` summed over experts."""
 
-    KEYS = ("layer", "domain", "expert")
-    VALUES = ("top1", "top2", "kept1", "kept2")
-    PRESENCE = ("top1", "top2")
+    KEYS = ("layer", "domain", "expert", "rank")
+    VALUES = ("chosen", "kept")
+    PRESENCE = ("chosen",)
 
     layer: Mapped[int] = _key()
     domain: Mapped[str] = _domain()
     expert: Mapped[int] = _key()
-    top1: Mapped[int] = _count()
-    top2: Mapped[int] = _count()
-    kept1: Mapped[int] = _count()
-    kept2: Mapped[int] = _count()
+    rank: Mapped[int] = _key()
+    chosen: Mapped[int] = _count()
+    kept: Mapped[int] = _count()
 
 
 class LayerCounts:
-    """Per layer x domain: tokens, drops, entropy and loss sums, adjacent-token agreement."""
+    """Per layer x domain: tokens, entropy and loss sums, adjacent-token agreement."""
 
     KEYS = ("layer", "domain")
     VALUES = (
         "tokens",
-        "dropped1",
-        "dropped2",
         "entropy_sum",
         "aux_sum",  # sum over the domain's tokens of their own row's aux_loss
         "z_sum",
         "pairs",  # adjacent valid token pairs within a document
         "same_top1",
-        "shared_top2",  # pairs whose top-2 sets intersect
+        "shared_topk",  # pairs whose top-k sets intersect
     )
     PRESENCE = ("tokens",)
 
     layer: Mapped[int] = _key()
     domain: Mapped[str] = _domain()
     tokens: Mapped[int] = _count()
-    dropped1: Mapped[int] = _count()
-    dropped2: Mapped[int] = _count()
     entropy_sum: Mapped[float] = _sum()
     aux_sum: Mapped[float] = _sum()
     z_sum: Mapped[float] = _sum()
     pairs: Mapped[int] = _count()
     same_top1: Mapped[int] = _count()
-    shared_top2: Mapped[int] = _count()
+    shared_topk: Mapped[int] = _count()
 
 
 class PositionCounts:
-    """Per layer x domain x position bucket: tokens and drops at each rank."""
+    """Per layer x domain x position bucket: tokens, dropped assignments (any rank) and
+    dropped top-1 choices."""
 
     KEYS = ("layer", "domain", "bucket")
-    VALUES = ("tokens", "dropped1", "dropped2")
+    VALUES = ("tokens", "dropped", "dropped_top1")
     PRESENCE = ("tokens",)
 
     layer: Mapped[int] = _key()
     domain: Mapped[str] = _domain()
     bucket: Mapped[int] = _key()  # position // POSITION_BUCKET
     tokens: Mapped[int] = _count()
-    dropped1: Mapped[int] = _count()
-    dropped2: Mapped[int] = _count()
+    dropped: Mapped[int] = _count()
+    dropped_top1: Mapped[int] = _count()
 
 
 class CoactivationCounts:
-    """Per layer x domain x expert pair (a < b): tokens with both experts in their top-2."""
+    """Per layer x domain x expert pair (a < b): tokens with both experts in their top-k."""
 
     KEYS = ("layer", "domain", "expert_a", "expert_b")
     VALUES = ("n",)

@@ -40,6 +40,7 @@ class Resolved:
     model_id: int
     model: str
     num_experts: int
+    top_k: int  # k: choices per token
     vocab_size: int
     layers: tuple[int, ...]
     runs: tuple[int, ...] | None  # None: the model's pooled runs, via the model_* tables
@@ -123,6 +124,7 @@ def resolve(session: Session, scope: Scope) -> Resolved:
         model_id=model.id,
         model=model.name,
         num_experts=model.num_experts,
+        top_k=model.top_k,
         vocab_size=model.vocab_size,
         layers=layers,
         runs=runs,

@@ -95,7 +95,7 @@ def training_routing(session: Session, scope: Scope) -> TrainingHistory:
     return TrainingHistory(
         model=res.model,
         num_experts=experts,
-        saturation_baseline=min(2, experts) / max(experts, 1),
+        saturation_baseline=min(res.top_k, experts) / max(experts, 1),
         last_step=max((p.step for p in points), default=None),
         points=tuple(points),
     )

@@ -1,5 +1,5 @@
 """Vocabulary specialisation (OLMoE eq. 8): N_{x,e}/N_x, the share of a token's occurrences
-that have expert e in their top-2, by input token and by predicted token."""
+that have expert e in their top-k, by input token and by predicted token."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from storage.rows import int_matrix
 from storage.schema import Vocab
 from storage.schema_aggregates import TOKEN_KINDS
 from storage.scope import Resolved, Scope, resolve, total
-
-K = 2  # experts per token
 
 Ranking = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
@@ -134,7 +132,7 @@ def vocab_specialization(
             expert=expert,
             by=by,
             min_count=min_count,
-            baseline=K / res.num_experts,
+            baseline=res.top_k / res.num_experts,
             tokens=tuple(
                 TokenShare(
                     token_id=int(t),
@@ -193,7 +191,7 @@ def token_experts(
             count=n_x,
             with_expert=tuple(int(c) for c in counts[layer]),
             shares=tuple(int(c) / n_x if n_x else None for c in counts[layer]),
-            baseline=K / res.num_experts,
+            baseline=res.top_k / res.num_experts,
         )
         for layer in res.layers
     ]

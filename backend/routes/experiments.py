@@ -119,7 +119,8 @@ async def saturation(body: SaturationRequest, state: StateDep) -> SaturationResp
     options_a = analysis.route_request(state, checkpoint=body.checkpoint_a)
     options_b = analysis.route_request(state, checkpoint=body.checkpoint_b)
     sequences, _ = await asyncio.to_thread(_inputs, state, body)
-    result = experiments.Saturation(state.registry.main.config.num_experts)
+    config = state.registry.main.config
+    result = experiments.Saturation(config.num_experts, config.top_k)
     slices = _zip(_in_slices(state, sequences, options_a), _in_slices(state, sequences, options_b))
     async for (_, trace_a), (_, trace_b) in slices:
         result.add(trace_a, trace_b)

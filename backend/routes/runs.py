@@ -112,9 +112,11 @@ def delete_run(run_id: RunId, session: WriterSessionDep) -> Response:
     return Response(status_code=204)
 
 
+# Long format: one row per token x MoE layer x choice (rank 0 = top-1), so that any k reads
+# the same way.
 _EXPORT_COLUMNS = (
     "document_id", "domain", "position", "token_id", "piece", "nll", "predicted", "layer",
-    "e1", "e2", "g1", "g2", "p1", "p2", "kept1", "kept2", "entropy",
+    "entropy", "rank", "expert", "gate", "prob", "kept",
 )  # fmt: skip
 
 
@@ -127,18 +129,20 @@ def _export_rows(session: SessionDep, run_id: int):
         for doc in documents:
             for token in doc.tokens:
                 for route in token.routes:
-                    yield (
-                        doc.document.id, doc.document.domain, token.position, token.token_id,
-                        token.piece, token.nll, token.predicted, route.layer, *route.experts,
-                        *route.gates, *route.probs, *route.kept, route.entropy,
-                    )  # fmt: skip
+                    choices = zip(route.experts, route.gates, route.probs, route.kept, strict=True)
+                    for rank, choice in enumerate(choices):
+                        yield (
+                            doc.document.id, doc.document.domain, token.position,
+                            token.token_id, token.piece, token.nll, token.predicted,
+                            route.layer, route.entropy, rank, *choice,
+                        )  # fmt: skip
         offset += len(documents)
 
 
 @router.get(
     "/{run_id}/export",
     responses={**NOT_FOUND, 200: {"content": {"text/csv": {}, "application/octet-stream": {}}}},
-    summary="Every token x MoE layer of a run, as CSV or Parquet",
+    summary="Every token x MoE layer x choice of a run, as CSV or Parquet",
 )
 def export_run(
     run_id: RunId, session: SessionDep, format: Literal["csv", "parquet"] = "csv"

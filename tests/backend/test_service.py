@@ -153,19 +153,23 @@ def test_runs_list_paginate_get_tokens_delete(client):
     assert client.get("/v1/runs/999999/tokens").status_code == 404
 
 
-def test_export_csv_and_parquet_hold_every_token_and_layer(client):
+def test_export_csv_and_parquet_hold_every_token_layer_and_choice(client):
     body = _store(client, ["def add(a, b):\n    return a + b", "hello there"])
     run_id = body["run_id"]
-    n_tokens = sum(d["n_tokens"] for d in body["documents"])
+    first = body["documents"][0]["tokens"][0]["routes"][0]
+    n_layers, k = len(body["documents"][0]["tokens"][0]["routes"]), len(first["experts"])
+    n_rows = sum(d["n_tokens"] for d in body["documents"]) * n_layers * k
     csv_response = client.get(f"/v1/runs/{run_id}/export", params={"format": "csv"})
     assert csv_response.headers["content-type"].startswith("text/csv")
     lines = csv_response.text.strip().splitlines()
-    assert lines[0].startswith("document_id,domain,position") and len(lines) == 1 + n_tokens
+    assert lines[0].startswith("document_id,domain,position") and len(lines) == 1 + n_rows
     parquet = client.get(f"/v1/runs/{run_id}/export", params={"format": "parquet"})
     table = pq.read_table(io.BytesIO(parquet.content))
-    assert table.num_rows == n_tokens and "e1" in table.column_names
-    first = body["documents"][0]["tokens"][0]["routes"][0]
-    assert table.column("e1")[0].as_py() == first["experts"][0]
+    assert table.num_rows == n_rows
+    head = table.slice(0, k).to_pydict()  # the first token's choices at the first layer
+    assert head["rank"] == list(range(k))
+    assert head["expert"] == first["experts"] and head["kept"] == first["kept"]
+    assert head["gate"] == pytest.approx(first["gates"], rel=1e-5)  # stored as REAL
     assert client.get(f"/v1/runs/{run_id}/export", params={"format": "xml"}).status_code == 422
 
 

@@ -50,8 +50,10 @@ def test_load_matches_the_responses(client, analysed):
     assert layer["load"]["experts"][0]["share"]["baseline"] == pytest.approx(0.25)
     cv = layer["balance"]["cv"]["value"]
     assert cv == pytest.approx(load.std() / load.mean()) and layer["balance"]["cv"]["baseline"] == 0
-    dropped1 = np.mean([not r["kept"][0] for r in routes])
-    assert layer["routing"]["drop_rate_top1"]["value"] == pytest.approx(dropped1)
+    dropped = np.array([[not kept for kept in r["kept"]] for r in routes])  # [tokens, k]
+    by_rank = [m["value"] for m in layer["routing"]["drop_rate_by_rank"]]
+    assert by_rank == pytest.approx(dropped.mean(axis=0).tolist())
+    assert layer["routing"]["drop_rate"]["value"] == pytest.approx(dropped.mean())
     entropy = np.mean([r["entropy"] for r in routes])
     assert layer["routing"]["router_entropy"]["value"] == pytest.approx(entropy, rel=1e-4)
 
@@ -215,7 +217,7 @@ def test_one_expert_statistics_are_defined_or_a_clear_422(client, lone_expert_mo
     balance = client.get("/v1/stats/balance", params=params).json()["balance"]
     assert [b["load_entropy"]["value"] for b in balance] == [1.0, 1.0, 1.0]
     consecutive = client.get("/v1/stats/consecutive", params=params).json()
-    assert [c["shared_top2"]["baseline"] for c in consecutive] == [1.0, 1.0, 1.0]
+    assert [c["shared_topk"]["baseline"] for c in consecutive] == [1.0, 1.0, 1.0]
     assert client.get("/v1/experts/1/0", params=params).json()["partners"] == []
     co = client.get("/v1/stats/coactivation", params=params)
     assert co.status_code == 422 and "at least two experts" in co.json()["detail"]

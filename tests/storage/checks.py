@@ -51,7 +51,8 @@ def check_expert_load(session: Session, ref: Reference, spec: Spec, ids: dict[st
         for e in layer.experts:
             close(e.share.value, expected[layer.layer][e.expert] / expected[layer.layer].sum())
             assert e.share.baseline == pytest.approx(1 / ref.E)
-            assert e.load == e.kept1 + e.kept2 and e.kept1 <= e.top1 and e.kept2 <= e.top2
+            assert len(e.chosen) == len(e.kept) == ref.k
+            assert e.load == sum(e.kept) and all(map(int.__le__, e.kept, e.chosen))
 
 
 def check_balance(session: Session, ref: Reference, spec: Spec, ids: dict[str, int]) -> None:
@@ -74,8 +75,11 @@ def check_routing(session: Session, ref: Reference, spec: Spec, ids: dict[str, i
     for r in result:
         e = expected[r.layer]
         assert r.tokens == e["tokens"]
-        for name in ("drop_rate_top1", "drop_rate_top2", "router_entropy", "aux_loss", "z_loss"):
+        for name in ("drop_rate", "router_entropy", "aux_loss", "z_loss"):
             close(getattr(r, name).value, e[name])
+        assert len(r.drop_rate_by_rank) == ref.k
+        for measure, value in zip(r.drop_rate_by_rank, e["drop_rate_by_rank"], strict=True):
+            close(measure.value, value)
         assert r.router_entropy.baseline == pytest.approx(math.log(ref.E))
         assert r.aux_loss.baseline == 1.0
         assert r.z_loss.baseline == pytest.approx(math.log(ref.E) ** 2)
@@ -88,10 +92,10 @@ def check_positions(session: Session, ref: Reference, spec: Spec, ids: dict[str,
         result = queries.drops_by_position(session, scope, bucket_width=width)
         assert {(r.layer, r.start) for r in result} == set(expected)
         for r in result:
-            tokens, top1, top2 = expected[(r.layer, r.start)]
+            tokens, assignments, top1 = expected[(r.layer, r.start)]
             assert (r.tokens, r.stop - r.start) == (tokens, width)
+            close(r.drop_rate.value, assignments)
             close(r.drop_rate_top1.value, top1)
-            close(r.drop_rate_top2.value, top2)
 
 
 def check_domains(session: Session, ref: Reference, spec: Spec, ids: dict[str, int]) -> None:
@@ -102,7 +106,7 @@ def check_domains(session: Session, ref: Reference, spec: Spec, ids: dict[str, i
     for r in result:
         np.testing.assert_allclose(r.shares, expected[(r.layer, r.domain)], rtol=RTOL)
         assert r.tokens == np.sum(sel.domain == r.domain)
-        assert r.baseline == pytest.approx(2 / ref.E)
+        assert r.baseline == pytest.approx(ref.k / ref.E)
 
 
 def check_vocab(session: Session, ref: Reference, spec: Spec, ids: dict[str, int]) -> None:
@@ -117,7 +121,7 @@ def check_vocab(session: Session, ref: Reference, spec: Spec, ids: dict[str, int
             got = [(t.token_id, t.count, t.with_expert) for t in r.tokens]
             assert got == expected[r.layer]
             assert all(t.piece == f"▁t{t.token_id}" for t in r.tokens)
-            assert r.baseline == pytest.approx(2 / ref.E)
+            assert r.baseline == pytest.approx(ref.k / ref.E)
 
 
 def check_token_experts(session: Session, ref: Reference, spec: Spec, ids: dict[str, int]) -> None:
@@ -142,7 +146,7 @@ def check_coactivation(session: Session, ref: Reference, spec: Spec, ids: dict[s
     for r in result:
         ratios = np.array([[np.nan if v is None else v for v in row] for row in r.ratios])
         np.testing.assert_allclose(ratios, expected[r.layer], rtol=RTOL)
-        assert r.baseline == pytest.approx(1 / (ref.E - 1))
+        assert r.baseline == pytest.approx((ref.k - 1) / (ref.E - 1))
 
 
 def check_consecutive(session: Session, ref: Reference, spec: Spec, ids: dict[str, int]) -> None:
@@ -150,14 +154,15 @@ def check_consecutive(session: Session, ref: Reference, spec: Spec, ids: dict[st
     expected = ref.consecutive(sel)
     result = queries.consecutive_routing(session, scope)
     assert [r.layer for r in result] == sel.layers
-    disjoint = math.comb(ref.E - 2, 2) / math.comb(ref.E, 2)
+    k = ref.k
+    disjoint = math.comb(ref.E - k, k) / math.comb(ref.E, k) if 2 * k <= ref.E else 0.0
     for r in result:
         pairs, same, shared = expected[r.layer]
         assert r.pairs == pairs
         close(r.same_top1.value, same)
-        close(r.shared_top2.value, shared)
+        close(r.shared_topk.value, shared)
         assert r.same_top1.baseline == pytest.approx(1 / ref.E)
-        assert r.shared_top2.baseline == pytest.approx(1 - disjoint)
+        assert r.shared_topk.baseline == pytest.approx(1 - disjoint)
 
 
 def check_transitions(session: Session, ref: Reference, spec: Spec, ids: dict[str, int]) -> None:

@@ -26,6 +26,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 MODEL = "glam-test"
 NUM_EXPERTS = 6
+# (E, k) of the corpus a statistic is checked on: GLaM's top-2 over few experts, and the
+# top-k over many experts of imported models (Qwen3-MoE, DeepSeek-V3 route to 8 of 128-256).
+SHAPES = {"E6-top2": (NUM_EXPERTS, 2), "E16-top4": (16, 4)}
 VOCAB = 30
 MOE_LAYERS = (1, 3, 5)
 PIECES = [f"▁t{i}" for i in range(VOCAB)]
@@ -96,11 +99,13 @@ def make_store(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         admin.dispose()
 
 
-def register(session: Session) -> None:
+def register(session: Session, shape: tuple[int, int] = SHAPES["E6-top2"]) -> None:
+    num_experts, top_k = shape
     register_model(
         session,
         name=MODEL,
-        num_experts=NUM_EXPERTS,
+        num_experts=num_experts,
+        top_k=top_k,
         vocab_size=VOCAB,
         preset="test",
         moe_layers=MOE_LAYERS,
@@ -109,24 +114,33 @@ def register(session: Session) -> None:
     register_model(session, name="other", num_experts=4, vocab_size=VOCAB)
 
 
-def _trace(rng: np.random.Generator, batch: int, seq: int, **kw: object):
+def _trace(
+    rng: np.random.Generator,
+    batch: int,
+    seq: int,
+    shape: tuple[int, int] = SHAPES["E6-top2"],
+    **kw: object,
+):
     return random_trace(
-        rng, batch=batch, seq=seq, moe_layers=MOE_LAYERS, num_experts=NUM_EXPERTS, vocab=VOCAB, **kw
-    )
+        rng, batch=batch, seq=seq, moe_layers=MOE_LAYERS, num_experts=shape[0], top_k=shape[1],
+        vocab=VOCAB, **kw,
+    )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def corpus() -> dict:
-    """Raw traces of four runs of the test model and one of another model.
+@pytest.fixture(scope="session", params=list(SHAPES))
+def corpus(request: pytest.FixtureRequest) -> dict:
+    """Raw traces of four runs of the test model and one of another model, for each of
+    SHAPES (`corpus["shape"]`: the test model's E and k).
 
     runs: "a" (pooled, two forward passes), "b" (pooled), "ablated" (not pooled),
     "checkpoint" (the texts of "b" routed again, not pooled), "other" (another model).
     """
     rng = np.random.default_rng(1234)
     labels = ["web", "code", "wiki"]
+    shape = SHAPES[request.param]
 
     def batch(n: int, seq: int) -> tuple:
-        trace = _trace(rng, n, seq)
+        trace = _trace(rng, n, seq, shape)
         domains = [labels[i] for i in rng.integers(0, len(labels), size=n)]
         domains[0] = "web"
         texts = [f"text {rng.integers(1 << 40)}" for _ in range(n)]
@@ -134,9 +148,10 @@ def corpus() -> dict:
 
     a1, a2, b, ablated = batch(7, 70), batch(5, 40), batch(6, 50), batch(4, 30)
     b_trace = b[0]
-    again = _trace(rng, 6, 50, tokens=b_trace.tokens, mask=b_trace.mask)
+    again = _trace(rng, 6, 50, shape, tokens=b_trace.tokens, mask=b_trace.mask)
     other = random_trace(rng, batch=3, seq=20, moe_layers=(0, 2), num_experts=4, vocab=VOCAB)
     return {
+        "shape": shape,
         "a": [a1, a2],
         "b": [b],
         "ablated": [ablated],
@@ -147,7 +162,7 @@ def corpus() -> dict:
 
 def fill(session: Session, corpus: dict) -> tuple[dict[str, int], Reference]:
     """Ingest the corpus; returns run ids by name and the numpy oracle over it."""
-    register(session)
+    register(session, corpus["shape"])
     ids: dict[str, int] = {}
     batches: list[Batch] = []
     params = {
@@ -177,7 +192,7 @@ def fill(session: Session, corpus: dict) -> tuple[dict[str, int], Reference]:
         session, model_name="other", trace=trace, texts=texts, domains=domains
     )
     pooled = {ids["a"]: True, ids["b"]: True, ids["ablated"]: False, ids["checkpoint"]: False}
-    return ids, Reference(batches, pooled, NUM_EXPERTS, VOCAB)
+    return ids, Reference(batches, pooled, corpus["shape"][0], VOCAB)
 
 
 @pytest.fixture(scope="session")

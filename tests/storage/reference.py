@@ -27,7 +27,8 @@ class Batch:
 
 @dataclasses.dataclass
 class Selection:
-    """The valid tokens of a scope, one entry per token; routing arrays are [T, layers]."""
+    """The valid tokens of a scope, one entry per token; routing arrays are [T, layers] and
+    the choices [T, layers, k]."""
 
     layers: list[int]
     domain: np.ndarray
@@ -36,10 +37,8 @@ class Selection:
     token: np.ndarray
     predicted: np.ndarray
     nll: np.ndarray
-    e1: np.ndarray
-    e2: np.ndarray
-    kept1: np.ndarray
-    kept2: np.ndarray
+    expert: np.ndarray
+    kept: np.ndarray
     entropy: np.ndarray
     aux: np.ndarray
     z: np.ndarray
@@ -60,6 +59,7 @@ class Reference:
         self.E = num_experts
         self.V = vocab_size
         self.moe_layers = [int(i) for i in self.batches[0].trace.moe_layers]
+        self.k = self.batches[0].trace.top_k
 
     def select(
         self,
@@ -93,11 +93,9 @@ class Reference:
             parts["token"].append(t.tokens[rows, pos])
             parts["predicted"].append(t.predicted[rows, pos])
             parts["nll"].append(t.nll[rows, pos].astype(np.float64))
-            ex = t.expert[:, rows, pos].astype(np.int64)  # [L, T, 2]
-            parts["e1"].append(ex[cols, :, 0].T)
-            parts["e2"].append(ex[cols, :, 1].T)
-            parts["kept1"].append(t.kept[cols][:, rows, pos, 0].T)
-            parts["kept2"].append(t.kept[cols][:, rows, pos, 1].T)
+            ex = t.expert[:, rows, pos].astype(np.int64)  # [L, T, k]
+            parts["expert"].append(ex[cols].transpose(1, 0, 2))
+            parts["kept"].append(t.kept[cols][:, rows, pos].transpose(1, 0, 2))
             parts["entropy"].append(t.entropy[cols][:, rows, pos].T.astype(np.float64))
             # Each token carries its own row's (its document's) losses, not the batch's.
             parts["aux"].append(t.group_aux_loss[cols][:, rows].T.astype(np.float64))
@@ -106,7 +104,9 @@ class Reference:
         empty = {
             "domain": np.zeros(0, dtype=object),
             "pairs": np.zeros((0, 2), dtype=np.int64),
-            **{k: np.zeros((0, n_layers)) for k in ("e1", "e2", "kept1", "kept2", "entropy")},
+            "expert": np.zeros((0, n_layers, self.k), dtype=np.int64),
+            "kept": np.zeros((0, n_layers, self.k), dtype=bool),
+            "entropy": np.zeros((0, n_layers)),
             **{k: np.zeros((0, n_layers)) for k in ("aux", "z")},
         }
         arrays = {
@@ -122,9 +122,7 @@ class Reference:
         for j, layer in enumerate(s.layers):
             load = np.zeros(self.E, dtype=np.int64)
             for e in range(self.E):
-                load[e] = np.sum((s.e1[:, j] == e) & s.kept1[:, j]) + np.sum(
-                    (s.e2[:, j] == e) & s.kept2[:, j]
-                )
+                load[e] = np.sum((s.expert[:, j] == e) & s.kept[:, j])
             out[layer] = load
         return out
 
@@ -147,8 +145,10 @@ class Reference:
         return {
             layer: {
                 "tokens": len(s.domain),
-                "drop_rate_top1": float(np.mean(~s.kept1[:, j].astype(bool))),
-                "drop_rate_top2": float(np.mean(~s.kept2[:, j].astype(bool))),
+                "drop_rate": float(np.mean(~s.kept[:, j].astype(bool))),
+                "drop_rate_by_rank": [
+                    float(np.mean(~s.kept[:, j, r].astype(bool))) for r in range(self.k)
+                ],
                 "router_entropy": float(np.mean(s.entropy[:, j])),
                 "aux_loss": float(np.mean(s.aux[:, j])),
                 "z_loss": float(np.mean(s.z[:, j])),
@@ -163,8 +163,8 @@ class Reference:
                 at = s.position // width == b
                 out[(layer, int(b) * width)] = (
                     int(at.sum()),
-                    float(np.mean(~s.kept1[at, j].astype(bool))),
-                    float(np.mean(~s.kept2[at, j].astype(bool))),
+                    float(np.mean(~s.kept[at, j].astype(bool))),
+                    float(np.mean(~s.kept[at, j, 0].astype(bool))),
                 )
         return out
 
@@ -174,7 +174,7 @@ class Reference:
             for d in np.unique(s.domain):
                 of_d = s.domain == d
                 out[(layer, str(d))] = np.array(
-                    [np.mean((s.e1[of_d, j] == e) | (s.e2[of_d, j] == e)) for e in range(self.E)]
+                    [np.mean((s.expert[of_d, j] == e).any(-1)) for e in range(self.E)]
                 )
         return out
 
@@ -185,7 +185,7 @@ class Reference:
         x = s.token if by == "input" else s.predicted
         out = {}
         for j, layer in enumerate(s.layers):
-            routed = (s.e1[:, j] == expert) | (s.e2[:, j] == expert)
+            routed = (s.expert[:, j] == expert).any(-1)
             rows = []
             for token in np.unique(x):
                 n_x = int(np.sum(x == token))
@@ -203,10 +203,7 @@ class Reference:
         return {
             layer: (
                 int(of_x.sum()),
-                [
-                    int(np.sum(of_x & ((s.e1[:, j] == e) | (s.e2[:, j] == e))))
-                    for e in range(self.E)
-                ],
+                [int(np.sum(of_x & (s.expert[:, j] == e).any(-1))) for e in range(self.E)],
             )
             for j, layer in enumerate(s.layers)
         }
@@ -217,12 +214,12 @@ class Reference:
         for j, layer in enumerate(s.layers):
             ratio = np.full((self.E, self.E), np.nan)
             for i in range(self.E):
-                has_i = (s.e1[:, j] == i) | (s.e2[:, j] == i)
+                has_i = (s.expert[:, j] == i).any(-1)
                 if has_i.sum() == 0:
                     continue
-                for k in range(self.E):
-                    both = has_i & ((s.e1[:, j] == k) | (s.e2[:, j] == k)) & (i != k)
-                    ratio[i, k] = both.sum() / has_i.sum()
+                for other in range(self.E):
+                    both = has_i & (s.expert[:, j] == other).any(-1) & (i != other)
+                    ratio[i, other] = both.sum() / has_i.sum()
             out[layer] = ratio
         return out
 
@@ -230,9 +227,9 @@ class Reference:
         out = {}
         a, b = s.pairs[:, 0], s.pairs[:, 1]
         for j, layer in enumerate(s.layers):
-            same = s.e1[a, j] == s.e1[b, j]
+            same = s.expert[a, j, 0] == s.expert[b, j, 0]
             shared = [
-                len({s.e1[p, j], s.e2[p, j]} & {s.e1[q, j], s.e2[q, j]}) > 0
+                len(set(s.expert[p, j]) & set(s.expert[q, j])) > 0
                 for p, q in zip(a, b, strict=True)
             ]
             out[layer] = (len(a), float(np.mean(same)), float(np.mean(shared)))
@@ -243,7 +240,7 @@ class Reference:
         for i, la in enumerate(s.layers):
             for j in range(i + 1, len(s.layers)):
                 counts = np.zeros((self.E, self.E), dtype=np.int64)
-                np.add.at(counts, (s.e1[:, i], s.e1[:, j]), 1)
+                np.add.at(counts, (s.expert[:, i, 0], s.expert[:, j, 0]), 1)
                 out[(la, s.layers[j])] = counts
         return out
 
@@ -268,7 +265,7 @@ def saturation(
     out = {}
     for j, layer in enumerate(a.moe_layers):
         overlaps = [
-            len(set(a.expert[j, r, p]) & set(b.expert[j, r, p])) / 2
+            len(set(a.expert[j, r, p]) & set(b.expert[j, r, p])) / a.top_k
             for r, p in zip(*np.nonzero(valid), strict=True)
         ]
         out[int(layer)] = (len(overlaps), float(np.mean(overlaps)))

@@ -17,7 +17,7 @@ from storage.ingest import (
     register_model,
     upsert_vocab,
 )
-from storage.schema import Base, Document, Model, Route, Run, Token
+from storage.schema import Base, Document, Model, Route, RouteChoice, Run, Token
 from storage.schema_aggregates import FAMILIES
 from storage.scope import Scope
 from tests.storage.checks import ALL_CHECKS
@@ -36,8 +36,10 @@ def snapshot(engine: Engine) -> dict[str, list[tuple]]:
         return out
 
 
-def _new_trace(seed: int = 7):
-    return random_trace(np.random.default_rng(seed), batch=5, seq=45, num_experts=NUM_EXPERTS)
+def _new_trace(seed: int = 7, shape: tuple[int, int] = (NUM_EXPERTS, 2)):
+    return random_trace(
+        np.random.default_rng(seed), batch=5, seq=45, num_experts=shape[0], top_k=shape[1]
+    )
 
 
 def test_tokens_and_routes_round_trip_through_the_token_explorer(session, store, corpus) -> None:
@@ -128,13 +130,17 @@ def test_a_failure_mid_ingest_leaves_no_trace(make_store, corpus, monkeypatch, w
         with pytest.raises(RuntimeError, match="injected"):
             if where == "second_batch":
                 add_documents(
-                    session, ids["a"], trace=_new_trace(), texts=list("vwxyz"), domains="web"
+                    session,
+                    ids["a"],
+                    trace=_new_trace(shape=corpus["shape"]),
+                    texts=list("vwxyz"),
+                    domains="web",
                 )
             else:
                 ingest_run(
                     session,
                     model_name=MODEL,
-                    trace=_new_trace(),
+                    trace=_new_trace(shape=corpus["shape"]),
                     texts=list("vwxyz"),
                     domains="web",
                 )
@@ -167,7 +173,7 @@ def test_deleting_runs_removes_their_rows_and_their_share(make_store, corpus) ->
                 if family.run_table is not None:
                     t = family.run_table.__table__
                     assert session.scalar(select(func.count()).where(t.c.run_id == run_id)) == 0
-        for table in (Route, Token):
+        for table in (Route, RouteChoice, Token):
             stmt = select(func.count()).where(table.document_id.in_(documents))
             assert session.scalar(stmt) == 0
         assert session.scalar(select(func.count()).where(Document.id.in_(documents))) == 0
@@ -206,8 +212,13 @@ def test_ingest_rejects_inconsistent_input(make_store) -> None:
         shifted = random_trace(np.random.default_rng(0), batch=2, seq=5, moe_layers=(0, 2, 4))
         with pytest.raises(ValueError, match="MoE layers"):
             ingest_run(session, model_name=MODEL, trace=shifted, texts=["a", "b"], domains="d")
+        top4 = random_trace(np.random.default_rng(0), batch=2, seq=5, top_k=4)
+        with pytest.raises(ValueError, match="4 choices per token; model 2"):
+            ingest_run(session, model_name=MODEL, trace=top4, texts=["a", "b"], domains="d")
         with pytest.raises(ValueError, match="another shape"):
             register_model(session, name=MODEL, num_experts=8, vocab_size=30)
+        with pytest.raises(ValueError, match="another shape"):
+            register_model(session, name=MODEL, num_experts=NUM_EXPERTS, top_k=4, vocab_size=30)
         session.commit()
         assert session.scalar(select(func.count()).select_from(Run)) == 0
 

@@ -48,7 +48,8 @@ def test_router_saturation_matches_numpy(session, store, corpus, domains, layers
         tokens, value = expected[r.layer]
         assert r.tokens == tokens
         close(r.saturation.value, value)
-        assert r.saturation.baseline == pytest.approx(2 / 6)
+        num_experts, k = corpus["shape"]
+        assert r.saturation.baseline == pytest.approx(k / num_experts)
 
 
 def test_saturation_of_a_run_with_itself_is_one(session, store) -> None:
@@ -78,7 +79,7 @@ def test_the_other_model_is_its_own_scope(session, store) -> None:
 
 
 def test_scope_errors(session, store) -> None:
-    _, ids, _ = store
+    _, ids, oracle = store
     with pytest.raises(ValueError, match="several"):
         queries.expert_load(session, Scope())
     with pytest.raises(ValueError, match="one model"):
@@ -90,14 +91,16 @@ def test_scope_errors(session, store) -> None:
     with pytest.raises(ValueError):
         queries.drops_by_position(session, Scope(model=MODEL), bucket_width=40)
     with pytest.raises(ValueError):
-        queries.vocab_specialization(session, Scope(model=MODEL), expert=6)
+        queries.vocab_specialization(session, Scope(model=MODEL), expert=oracle.E)
 
 
 def test_empty_selection_gives_undefined_values(session, store) -> None:
+    oracle = store[2]
     result = queries.routing_summary(session, Scope(model=MODEL, domains=["absent"]))
     assert [r.tokens for r in result] == [0, 0, 0]
-    assert all(r.drop_rate_top1.value is None for r in result)
-    assert all(math.isclose(r.router_entropy.baseline, math.log(6)) for r in result)
+    assert all(r.drop_rate.value is None for r in result)
+    assert all(m.value is None for r in result for m in r.drop_rate_by_rank)
+    assert all(math.isclose(r.router_entropy.baseline, math.log(oracle.E)) for r in result)
     balance = queries.balance(session, Scope(model=MODEL, domains=["absent"]))
     assert all(b.cv.value is None for b in balance)
 
@@ -119,6 +122,6 @@ def test_one_expert_gives_defined_values_or_a_clear_error(make_store) -> None:
             assert layer.pairs > 0
             assert (layer.same_top1.value, layer.same_top1.baseline) == (1.0, 1.0)
             # Two top-2 sets of a single expert always intersect.
-            assert (layer.shared_top2.value, layer.shared_top2.baseline) == (1.0, 1.0)
+            assert (layer.shared_topk.value, layer.shared_topk.baseline) == (1.0, 1.0)
         with pytest.raises(ValueError, match="at least two experts"):
             queries.coactivation(session, scope)

@@ -65,13 +65,34 @@ def test_upgrading_a_database_that_holds_data_keeps_every_row(make_store, backen
         "kept1, kept2, entropy) VALUES (1, 0, 1, 0, 1, 0.5, 0.5, 0.5, 0.5, true, true, 1.0)",
         "jobs": "INSERT INTO jobs (id, model_id, run_id, status, done, total, params) "
         "VALUES (1, 1, 1, 'done', 1, 1, '{}')",
+        # the token's top-1 (expert 0) and top-2 (expert 1), both kept
+        "run_expert_counts": "INSERT INTO run_expert_counts (run_id, layer, domain, expert, top1, "
+        "top2, kept1, kept2) VALUES (1, 1, 'web', 0, 1, 0, 1, 0), (1, 1, 'web', 1, 0, 1, 0, 1)",
+        "run_layer_counts": "INSERT INTO run_layer_counts (run_id, layer, domain, tokens, "
+        "dropped1, dropped2, entropy_sum, aux_sum, z_sum, pairs, same_top1, shared_top2) "
+        "VALUES (1, 1, 'web', 1, 0, 0, 1.0, 1.0, 1.0, 0, 0, 0)",
+        "run_position_counts": "INSERT INTO run_position_counts (run_id, layer, domain, bucket, "
+        "tokens, dropped1, dropped2) VALUES (1, 1, 'web', 0, 3, 1, 2)",
     }
+    expected_rows = {"run_expert_counts": 2}
     with engine.begin() as connection:
         for statement in rows.values():
             connection.exec_driver_sql(statement)
     db.upgrade(engine)
     with engine.connect() as connection:
         for table in rows:
-            assert connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 1, table
+            count = connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+            assert count == expected_rows.get(table, 1), table
         assert connection.exec_driver_sql("SELECT run_id FROM jobs").scalar() == 1
+        # 0007: the rank-suffixed columns became rows keyed by rank
+        assert connection.exec_driver_sql(
+            "SELECT rank, expert, gate, prob, kept FROM route_choices ORDER BY rank"
+        ).all() == [(0, 0, 0.5, 0.5, True), (1, 1, 0.5, 0.5, True)]
+        assert connection.exec_driver_sql(
+            "SELECT expert, rank, chosen, kept FROM run_expert_counts ORDER BY expert"
+        ).all() == [(0, 0, 1, 1), (1, 1, 1, 1)]
+        assert connection.exec_driver_sql(
+            "SELECT tokens, dropped, dropped_top1 FROM run_position_counts"
+        ).all() == [(3, 3, 1)]
+        assert connection.exec_driver_sql("SELECT top_k FROM models").scalar() == 2
     assert _diffs(engine) == []

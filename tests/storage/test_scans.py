@@ -53,24 +53,25 @@ def statements(filled) -> Iterator[list[tuple[str, object]]]:
 def test_a_dead_experts_examples_read_no_route(filled, statements) -> None:
     engine, run, trace = filled
     layer = int(trace.moe_layers[0])
-    chosen = trace.expert[0][trace.mask]  # [tokens, 2]
+    chosen = trace.expert[0][trace.mask]  # [tokens, k]
     dead = sorted(set(range(NUM_EXPERTS)) - set(chosen.ravel().tolist()))
     live = int(np.bincount(chosen[:, 0], minlength=NUM_EXPERTS).argmax())
     assert dead, "the trace has a dead expert at its first MoE layer"
     with Session(engine) as session:
         statements.clear()
         assert expert_examples(session, Scope(runs=[run]), layer=layer, expert=dead[0]) == []
-        assert not [s for s, _ in statements if "FROM routes" in s]
+        assert not [s for s, _ in statements if "FROM route" in s]
         examples = expert_examples(session, Scope(runs=[run]), layer=layer, expert=live)
     assert examples
     with engine.connect() as connection:
         for example in examples:  # each really went to the expert at that rank, and was kept
             expert, kept = connection.execute(
                 text(
-                    f"SELECT e{example.rank}, kept{example.rank} FROM routes"
-                    " WHERE document_id = :d AND position = :p AND layer = :l"
+                    "SELECT expert, kept FROM route_choices WHERE document_id = :d AND "
+                    "position = :p AND layer = :l AND rank = :r"
                 ),
-                {"d": example.document_id, "p": example.position, "l": layer},
+                {"d": example.document_id, "p": example.position, "l": layer,
+                 "r": example.rank - 1},  # fmt: skip
             ).one()
             assert (expert, bool(kept)) == (live, True)
 

@@ -1,4 +1,4 @@
-"""Random routing traces that obey the top-2 gating contract, for storage tests and bench.
+"""Random routing traces that obey the top-k routing contract, for storage tests and bench.
 
 Padding positions hold poison (expert -1, NaN entropy and gates) so that any use of them by
 storage shows up as a wrong number or an error.
@@ -18,6 +18,7 @@ def random_trace(
     seq: int,
     moe_layers: tuple[int, ...] = (1, 3, 5),
     num_experts: int = 6,
+    top_k: int = 2,
     vocab: int = 30,
     drop: float = 0.2,
     tokens: np.ndarray | None = None,
@@ -45,13 +46,13 @@ def random_trace(
         logits[0, ..., num_experts - 1] = -np.inf
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    e1 = probs.argmax(-1)
-    second = np.where(np.arange(num_experts) == e1[..., None], -1.0, probs)
-    e2 = second.argmax(-1)  # E = 1: the lone expert again, as the model reports it
-    expert = np.stack([e1, e2], -1)
+    if num_experts >= top_k:  # k distinct experts, best first
+        expert = np.argsort(-probs, axis=-1, kind="stable")[..., :top_k]
+    else:  # E = 1, k = 2: the lone expert twice, as GLaM reports it
+        expert = np.zeros((n_layers, batch, seq, top_k), dtype=np.int64)
     prob = np.take_along_axis(probs, expert, -1).astype(np.float32)
-    kept = rng.random((n_layers, batch, seq, 2)) > drop
-    prob[..., 1] *= num_experts > 1  # the model gives a repeated lone expert probability 0
+    kept = rng.random((n_layers, batch, seq, top_k)) > drop
+    prob[..., 1:] *= num_experts > 1  # the model gives a repeated lone expert probability 0
     gate = prob / (prob.sum(-1, keepdims=True) + 1e-9) * kept
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.where(probs > 0, probs * np.log(probs), 0.0).sum(-1)
