@@ -252,6 +252,11 @@ def test_chosen_experts_match_transformers(family):
         if family["case"].sorted_topk:
             assert (ours == theirs).all(), f"MoE layer {layer}: rank order"
         assert (trace.kept[layer]).all()
+        if family["loaded"].config.score == "sigmoid":
+            # The choice-only bias and the group stage must matter here, or this test
+            # would not be testing them: plain top-k of the scores differs somewhere.
+            plain = np.argsort(-routers[layer][0][mask], axis=-1)[:, : trace.top_k]
+            assert (np.sort(plain, -1) != np.sort(theirs, -1)).any()
 
 
 def _by_expert(expert: np.ndarray, values: np.ndarray) -> np.ndarray:
