@@ -113,6 +113,7 @@ class AnalyzeResponse(BaseModel):
     checkpoint: str
     moe_layers: list[int]
     num_experts: int
+    top_k: int
     documents: list[Document]
 
 
@@ -161,6 +162,7 @@ class ModelCard(BaseModel):
     preset: str
     config: dict
     num_experts: int
+    top_k: int
     moe_layers: list[int]
     params_total: int
     params_activated: int

@@ -109,11 +109,12 @@ def expert_share_bars(load: s.LayerLoad) -> alt.LayerChart:
 
 
 def drop_rate_bars(routing: Sequence[s.LayerRouting]) -> alt.Chart:
-    """Share of tokens whose top-1 / top-2 choice was dropped, per layer (baseline 0)."""
+    """Share of tokens whose choice of each rank (1st ... k-th) was dropped, per layer
+    (baseline 0)."""
     rows = [
-        {"layer": r.layer, "rank": rank, "drop_rate": m.value, "tokens": r.tokens}
+        {"layer": r.layer, "rank": f"choice {i + 1}", "drop_rate": m.value, "tokens": r.tokens}
         for r in routing
-        for rank, m in (("top-1", r.drop_rate_top1), ("top-2", r.drop_rate_top2))
+        for i, m in enumerate(r.drop_rate_by_rank)
     ]
     frame = pd.DataFrame(rows, columns=["layer", "rank", "drop_rate", "tokens"])
     return (
@@ -143,12 +144,12 @@ def drop_rate_by_position(
             "tokens": p.tokens,
         }
         for p in positions
-        for rank, m in (("top-1", p.drop_rate_top1), ("top-2", p.drop_rate_top2))
+        for rank, m in (("all choices", p.drop_rate), ("top-1", p.drop_rate_top1))
     ]
     means = [
         {"layer": r.layer, "rank": rank, "overall": m.value}
         for r in overall
-        for rank, m in (("top-1", r.drop_rate_top1), ("top-2", r.drop_rate_top2))
+        for rank, m in (("all choices", r.drop_rate), ("top-1", r.drop_rate_by_rank[0]))
     ]
     frame = pd.DataFrame(rows, columns=["layer", "start", "bucket", "rank", "drop_rate", "tokens"])
     frame = frame.merge(
@@ -229,7 +230,7 @@ def domain_heatmap(specs: Sequence[s.DomainSpecialization]) -> alt.Chart:
         alt.Chart(
             frame,
             title=f"Layer {layer}: tokens of each domain routed to each expert "
-            f"(top-2; uniform k/E = {baseline:.1%})",
+            f"(top-k; uniform k/E = {baseline:.1%})",
         )
         .mark_rect()
         .encode(
@@ -318,7 +319,7 @@ def consecutive_bars(rows: Sequence[s.ConsecutiveRouting]) -> alt.LayerChart:
         [
             {"layer": r.layer, "metric": name, "value": m.value, "baseline": m.baseline}
             for r in rows
-            for name, m in (("same top-1", r.same_top1), ("shared top-2", r.shared_top2))
+            for name, m in (("same top-1", r.same_top1), ("shared top-k", r.shared_topk))
         ],
         columns=["layer", "metric", "value", "baseline"],
     )
@@ -444,7 +445,7 @@ def compare_share_bars(
 
 
 def saturation_bars(layers: Sequence[s.LayerSaturation], title: str) -> alt.LayerChart:
-    """Router saturation per layer (OLMoE eq. 5; 1 = same top-2), against 2/E."""
+    """Router saturation per layer (OLMoE eq. 5; 1 = same top-k), against k/E."""
     frame = pd.DataFrame(
         [{"layer": x.layer, "saturation": x.saturation, "tokens": x.tokens} for x in layers],
         columns=["layer", "saturation", "tokens"],
@@ -455,12 +456,12 @@ def saturation_bars(layers: Sequence[s.LayerSaturation], title: str) -> alt.Laye
         .mark_bar(color="#76b7b2")
         .encode(
             x=alt.X("layer:O", axis=FLAT_LABELS, title="MoE layer"),
-            y=alt.Y("saturation:Q", scale=alt.Scale(domain=[0, 1]), title="|top2 A ∩ top2 B| / 2"),
+            y=alt.Y("saturation:Q", scale=alt.Scale(domain=[0, 1]), title="|topk A ∩ topk B| / k"),
             tooltip=["layer:O", alt.Tooltip("saturation:Q", format=".3f"), "tokens:Q"],
         )
     )
     return alt.layer(bars, _baseline_rule(baseline)).properties(
-        title=f"{title} (random: 2/E = {baseline:.2f})"
+        title=f"{title} (random: k/E = {baseline:.2f})"
     )
 
 
@@ -546,7 +547,7 @@ def _capacity_frame(outcomes: Sequence[CapacityOutcome]) -> tuple[pd.DataFrame, 
                 "mean_nll": o.mean_nll,
             }
             for o in outcomes
-            for rank, rate in (("top-1", o.drop_rate_top1), ("top-2", o.drop_rate_top2))
+            for rank, rate in (("all choices", o.drop_rate), ("top-1", o.drop_rate_top1))
         ],
         columns=["capacity", "series", "drop_rate", "mean_nll"],
     )
@@ -587,12 +588,22 @@ def capacity_loss_chart(outcomes: Sequence[CapacityOutcome]) -> alt.Chart:
 TOKEN_SELECTION = "token"  # name of the click selection on the token grid
 
 
+def choices_text(route: s.Route) -> str:
+    """A route's k choices on one line, best first: "12 .61/.58, 3 .39/.22 dropped"."""
+    return ", ".join(
+        f"{expert} {gate:.2f}/{prob:.2f}" + ("" if kept else " dropped")
+        for expert, gate, prob, kept in zip(
+            route.experts, route.gates, route.probs, route.kept, strict=True
+        )
+    )
+
+
 def token_grid(
     tokens: Sequence[s.Token], layers: Sequence[int], num_experts: int
 ) -> alt.LayerChart:
     """Token x MoE layer, coloured by top-1 expert; dashed red outline: top-1 dropped.
 
-    Hover shows both choices; a click selects the token (selection `TOKEN_SELECTION`).
+    Hover shows all k choices; a click selects the token (selection `TOKEN_SELECTION`).
     """
     rows = []
     for token in tokens:
@@ -607,13 +618,8 @@ def token_grid(
                     "piece": display_piece(token.piece),
                     "layer": layer,
                     "expert": route.experts[0],
-                    "second": route.experts[1],
-                    "gate1": route.gates[0],
-                    "gate2": route.gates[1],
-                    "prob1": route.probs[0],
-                    "prob2": route.probs[1],
-                    "kept1": route.kept[0],
-                    "kept2": route.kept[1],
+                    "top1_kept": route.kept[0],
+                    "choices": choices_text(route),
                     "entropy": route.entropy,
                     "nll": token.nll,
                     "predicted": display_piece(token.predicted_piece),
@@ -642,13 +648,7 @@ def token_grid(
                 alt.Tooltip("piece:N", title="token"),
                 "layer:O",
                 alt.Tooltip("expert:N", title="top-1"),
-                alt.Tooltip("gate1:Q", title="gate 1", format=".3f"),
-                alt.Tooltip("prob1:Q", title="prob 1", format=".3f"),
-                alt.Tooltip("kept1:N", title="top-1 kept"),
-                alt.Tooltip("second:N", title="top-2"),
-                alt.Tooltip("gate2:Q", title="gate 2", format=".3f"),
-                alt.Tooltip("prob2:Q", title="prob 2", format=".3f"),
-                alt.Tooltip("kept2:N", title="top-2 kept"),
+                alt.Tooltip("choices:N", title="choices (expert gate/score)"),
                 alt.Tooltip("entropy:Q", title="router entropy", format=".3f"),
                 alt.Tooltip("nll:Q", title="next-token nll", format=".3f"),
                 alt.Tooltip("predicted:N", title="predicted next"),
@@ -657,7 +657,7 @@ def token_grid(
         .add_params(pick)
     )
     dropped = (
-        base.transform_filter("!datum.kept1")
+        base.transform_filter("!datum.top1_kept")
         .mark_rect(fill=None, stroke=DROPPED_COLOUR, strokeWidth=2, strokeDash=[3, 2])
         .encode(tooltip=alt.value("top-1 dropped"))
     )
@@ -671,7 +671,7 @@ TRAINING_METRICS = {
     "saturation": "router saturation vs the last step",
     "top1_agreement": "top-1 agreement with the last step",
     "load_cv": "load CV (kept assignments)",
-    "drop_rate": "drop rate (both ranks)",
+    "drop_rate": "drop rate (all choices)",
     "router_entropy": "router entropy (nats)",
     "loss": "probe loss (nats/token)",
     "dead_experts": "dead experts",

@@ -38,6 +38,7 @@ class ModelCard(_Model):
     preset: str
     config: dict
     num_experts: int
+    top_k: int
     moe_layers: list[int]
     params_total: int
     params_activated: int
@@ -89,6 +90,7 @@ class AnalyzeResult(_Model):
     checkpoint: str
     moe_layers: list[int]
     num_experts: int
+    top_k: int
     documents: list[Document]
 
 
@@ -155,12 +157,10 @@ class Job(_Model):
 
 class ExpertLoad(_Model):
     expert: int
-    load: int  # kept assignments, both ranks
+    load: int  # kept assignments, all ranks
     share: Measure  # baseline 1/E
-    top1: int
-    top2: int
-    kept1: int
-    kept2: int
+    chosen: list[int]  # [k] tokens choosing the expert at each rank
+    kept: list[int]  # [k] of those, kept
 
 
 class LayerLoad(_Model):
@@ -181,8 +181,8 @@ class LayerBalance(_Model):
 class LayerRouting(_Model):
     layer: int
     tokens: int
-    drop_rate_top1: Measure
-    drop_rate_top2: Measure
+    drop_rate: Measure  # all ranks
+    drop_rate_by_rank: list[Measure]  # [k]
     router_entropy: Measure
     aux_loss: Measure
     z_loss: Measure
@@ -201,7 +201,7 @@ class BalanceStats(_Model):
 
 
 class DomainSpecialization(_Model):
-    """OLMoE eq. 7: share of the domain's tokens with each expert in their top-2."""
+    """OLMoE eq. 7: share of the domain's tokens with each expert in their top-k."""
 
     layer: int
     domain: str
@@ -254,7 +254,7 @@ class ConsecutiveRouting(_Model):
     layer: int
     pairs: int
     same_top1: Measure
-    shared_top2: Measure
+    shared_topk: Measure
 
 
 class Transitions(_Model):
@@ -270,8 +270,8 @@ class PositionDrops(_Model):
     start: int
     stop: int
     tokens: int
+    drop_rate: Measure  # assignments, all ranks
     drop_rate_top1: Measure
-    drop_rate_top2: Measure
 
 
 class RunSaturation(_Model):
@@ -279,7 +279,7 @@ class RunSaturation(_Model):
 
     layer: int
     tokens: int
-    saturation: Measure  # baseline 2/E
+    saturation: Measure  # baseline k/E
 
 
 # --- expert profile ---------------------------------------------------------------------

@@ -30,8 +30,8 @@ def balance_table(stats: s.BalanceStats) -> pd.DataFrame:
         }
         if r is not None:
             metrics |= {
-                "drop top-1": r.drop_rate_top1,
-                "drop top-2": r.drop_rate_top2,
+                "drop (all choices)": r.drop_rate,
+                "drop top-1": r.drop_rate_by_rank[0],
                 "router entropy": r.router_entropy,
                 "aux loss": r.aux_loss,
                 "z loss": r.z_loss,

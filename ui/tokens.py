@@ -19,7 +19,7 @@ NEWLINE_PIECE = "<0x0A>"
 BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 SPACE_MARK = "\u2581"  # SentencePiece's word-boundary mark ▁
 DROPPED_TOP1_STYLE = "outline:2px dashed #d62728;outline-offset:-1px;"
-DROPPED_TOP2_STYLE = "text-decoration:underline dotted #d62728 2px;"
+DROPPED_LATER_STYLE = "text-decoration:underline dotted #d62728 2px;"
 
 
 def display_piece(piece: str | None) -> str:
@@ -87,7 +87,7 @@ def describe_token(token: Token) -> str:
     lines = [f"position {token.position} · {display_piece(token.piece)!r} (id {token.token_id})"]
     for route in token.routes:
         choices = []
-        for rank in range(2):
+        for rank in range(len(route.experts)):
             state = "kept" if route.kept[rank] else "DROPPED"
             choices.append(
                 f"top-{rank + 1} e{route.experts[rank]} gate {route.gates[rank]:.2f} "
@@ -114,9 +114,9 @@ def _span(unit: list[Token], char: str | None, layer: int, colours: Sequence[str
         if not route.kept[0]:
             style += DROPPED_TOP1_STYLE
             dropped = "top1"
-        elif not route.kept[1]:
-            style += DROPPED_TOP2_STYLE
-            dropped = "top2"
+        elif not all(route.kept[1:]):
+            style += DROPPED_LATER_STYLE
+            dropped = "later"
     title = "\n\n".join(describe_token(t) for t in unit)
     if char is not None:
         pieces = "".join(t.piece or "" for t in unit)
@@ -134,7 +134,8 @@ def tokens_html(tokens: Sequence[Token], layer: int, num_experts: int) -> str:
     tokens that spell one character show as that character (the bytes on hover).
 
     A dashed red outline marks a token whose top-1 choice was dropped by capacity; a dotted
-    red underline one whose top-2 choice was dropped. Hovering shows every layer's routing.
+    red underline one that kept its top-1 but lost a later choice. Hovering shows every
+    layer's routing.
     """
     colours = expert_colours(num_experts)
     spans = "".join(_span(unit, char, layer, colours) for unit, char in spelled_groups(tokens))
@@ -155,6 +156,6 @@ def legend_html(num_experts: int) -> str:
     )
     markers = (
         f'<span style="{DROPPED_TOP1_STYLE}padding:0 4px;margin:0 3px">top-1 dropped</span>'
-        f'<span style="{DROPPED_TOP2_STYLE}padding:0 4px">top-2 dropped</span>'
+        f'<span style="{DROPPED_LATER_STYLE}padding:0 4px">a later choice dropped</span>'
     )
     return f'<div style="font-size:0.8rem;line-height:2">{chips} {markers}</div>'

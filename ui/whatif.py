@@ -22,8 +22,8 @@ class CapacityOutcome:
     capacity: str  # the factor as a label ("0.5", "2", "model default")
     layer: int
     tokens: int
-    drop_rate_top1: float
-    drop_rate_top2: float
+    drop_rate: float  # share of the assignments (all k choices) dropped
+    drop_rate_top1: float  # share of the tokens whose top-1 choice was dropped
     mean_nll: float | None  # over tokens with a next token; the same for every layer
 
 
@@ -32,7 +32,7 @@ def capacity_label(factor: float | None) -> str:
 
 
 def capacity_outcomes(results: Mapping[str, AnalyzeResult]) -> list[CapacityOutcome]:
-    """Per capacity label and layer: share of tokens whose top-1 / top-2 choice was dropped."""
+    """Per capacity label and layer: share of assignments dropped, and of top-1 choices."""
     outcomes = []
     for label, result in results.items():
         tokens = [t for doc in result.documents for t in doc.tokens]
@@ -41,13 +41,14 @@ def capacity_outcomes(results: Mapping[str, AnalyzeResult]) -> list[CapacityOutc
         for index, layer in enumerate(result.moe_layers):
             routes = [t.routes[index] for t in tokens]
             n = max(len(routes), 1)
+            assignments = max(sum(len(r.kept) for r in routes), 1)
             outcomes.append(
                 CapacityOutcome(
                     capacity=label,
                     layer=layer,
                     tokens=len(routes),
+                    drop_rate=sum(not kept for r in routes for kept in r.kept) / assignments,
                     drop_rate_top1=sum(not r.kept[0] for r in routes) / n,
-                    drop_rate_top2=sum(not r.kept[1] for r in routes) / n,
                     mean_nll=mean_nll,
                 )
             )

@@ -69,6 +69,7 @@ async def analyze(
             "checkpoint": options.checkpoint,
             "moe_layers": list(cfg.moe_layers),
             "num_experts": cfg.num_experts,
+            "top_k": cfg.top_k,
             "documents": analysis.documents_from_trace(
                 trace, state.registry.main.tokenizer, [body.domain] * len(body.texts),
                 document_ids,

@@ -23,6 +23,7 @@ def model_card(state: StateDep) -> ModelCard:
         preset=cfg.name,
         config=cfg.to_dict(),
         num_experts=cfg.num_experts,
+        top_k=cfg.top_k,
         moe_layers=list(cfg.moe_layers),
         params_total=state.registry.params.total,
         params_activated=state.registry.params.activated,

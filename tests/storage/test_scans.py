@@ -70,8 +70,12 @@ def test_a_dead_experts_examples_read_no_route(filled, statements) -> None:
                     "SELECT expert, kept FROM route_choices WHERE document_id = :d AND "
                     "position = :p AND layer = :l AND rank = :r"
                 ),
-                {"d": example.document_id, "p": example.position, "l": layer,
-                 "r": example.rank - 1},  # fmt: skip
+                {
+                    "d": example.document_id,
+                    "p": example.position,
+                    "l": layer,
+                    "r": example.rank - 1,
+                },
             ).one()
             assert (expert, bool(kept)) == (live, True)
 

@@ -42,7 +42,7 @@ def token(position: int, piece: str | None, routes: list[dict], nll: float | Non
 
 
 def tokens() -> list[s.Token]:
-    """Three tokens: the second has its top-1 dropped at layer 1, the third its top-2."""
+    """Three tokens: the second has its top-1 dropped at layer 1, the third its second choice."""
     return [
         token(0, "\u2581Hello", [route(1, 0, 1), route(3, 2, 3)]),
         token(1, "<script>", [route(1, 2, 0, kept1=False), route(3, 1, 0)]),
@@ -57,10 +57,8 @@ def layer_load_stats(layer: int, loads: list[int]) -> s.LayerLoadStats:
             "expert": e,
             "load": load,
             "share": measure(load / total, 1 / E),
-            "top1": load,
-            "top2": 0,
-            "kept1": load,
-            "kept2": 0,
+            "chosen": [load, 0],
+            "kept": [load, 0],
         }
         for e, load in enumerate(loads)
     ]
@@ -89,8 +87,8 @@ def routing_row(layer: int, drop1: float, drop2: float) -> dict:
     return {
         "layer": layer,
         "tokens": 50,
-        "drop_rate_top1": measure(drop1, 0.0),
-        "drop_rate_top2": measure(drop2, 0.0),
+        "drop_rate": measure((drop1 + drop2) / 2, 0.0),
+        "drop_rate_by_rank": [measure(drop1, 0.0), measure(drop2, 0.0)],
         "router_entropy": measure(1.2, 1.386),
         "aux_loss": measure(1.1, 1.0),
         "z_loss": measure(3.0, 1.92),

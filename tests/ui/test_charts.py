@@ -61,8 +61,8 @@ def test_drop_rate_bars_split_layers_by_rank():
     enc = spec(chart)["encoding"]
     assert enc["xOffset"]["field"] == "rank" and enc["y"]["field"] == "drop_rate"
     frame = chart.data.set_index(["layer", "rank"])["drop_rate"]
-    assert frame[(3, "top-2")] == pytest.approx(0.6)
-    assert frame[(1, "top-1")] == pytest.approx(0.1)
+    assert frame[(3, "choice 2")] == pytest.approx(0.6)
+    assert frame[(1, "choice 1")] == pytest.approx(0.1)
 
 
 def test_drops_by_position_facet_by_layer_with_the_overall_rate_dashed():
@@ -72,8 +72,8 @@ def test_drops_by_position_facet_by_layer_with_the_overall_rate_dashed():
             start=start,
             stop=start + 32,
             tokens=10,
+            drop_rate=s.Measure(value=rate * 2, baseline=0.0),
             drop_rate_top1=s.Measure(value=rate, baseline=0.0),
-            drop_rate_top2=s.Measure(value=rate * 2, baseline=0.0),
         )
         for start, rate in ((0, 0.1), (32, 0.2))
     ]
@@ -84,9 +84,11 @@ def test_drops_by_position_facet_by_layer_with_the_overall_rate_dashed():
     assert lines["mark"]["type"] == "line" and rules["mark"]["strokeDash"]
     frame = chart.data
     assert list(frame["bucket"].unique()) == ["0-31", "32-63"]
-    top2 = frame[frame["rank"] == "top-2"]
-    assert list(top2["drop_rate"]) == pytest.approx([0.2, 0.4])
-    assert list(top2["overall"]) == pytest.approx([0.3, 0.3])  # layer 1's top-2, all positions
+    every = frame[frame["rank"] == "all choices"]
+    assert list(every["drop_rate"]) == pytest.approx([0.2, 0.4])
+    assert list(every["overall"]) == pytest.approx([0.2, 0.2])  # layer 1, all positions
+    top1 = frame[frame["rank"] == "top-1"]
+    assert list(top1["overall"]) == pytest.approx([0.1, 0.1])
 
 
 def test_domain_heatmap_keeps_undefined_shares_empty_and_centres_on_k_over_e():
@@ -132,7 +134,7 @@ def test_consecutive_bars_tick_the_random_baseline_per_metric():
             layer=1,
             pairs=9,
             same_top1=s.Measure(value=0.4, baseline=0.25),
-            shared_top2=s.Measure(value=0.9, baseline=5 / 6),
+            shared_topk=s.Measure(value=0.9, baseline=5 / 6),
         )
     ]
     chart = charts.consecutive_bars(rows)
@@ -141,7 +143,7 @@ def test_consecutive_bars_tick_the_random_baseline_per_metric():
     assert spec(ticks)["encoding"]["y"]["field"] == "baseline"
     frame = data(bars, chart).set_index("metric")
     assert frame.loc["same top-1", "baseline"] == 0.25
-    assert frame.loc["shared top-2", "value"] == 0.9
+    assert frame.loc["shared top-k", "value"] == 0.9
 
 
 def test_coactivation_heatmap_leaves_out_the_diagonal():
@@ -235,7 +237,7 @@ def test_capacity_charts_keep_the_order_the_factors_were_tried_in():
     ]
     drops, loss = charts.capacity_drop_chart(outcomes), charts.capacity_loss_chart(outcomes)
     assert spec(drops)["encoding"]["x"]["sort"] == ["2", "0.5"]
-    assert set(drops.data["series"]) == {"layer 1 top-1", "layer 1 top-2"}
+    assert set(drops.data["series"]) == {"layer 1 all choices", "layer 1 top-1"}
     assert list(loss.data["mean_nll"]) == [3.0, 3.5]  # one point per factor
     assert spec(loss)["encoding"]["x"]["sort"] == ["2", "0.5"]
 
@@ -246,16 +248,17 @@ def test_token_grid_has_one_cell_per_token_and_layer_and_outlines_drops():
     frame = data(cells, chart)
     assert len(frame) == 3 * 2
     cell = frame[(frame["position"] == 1) & (frame["layer"] == 1)].iloc[0]
-    assert (cell["expert"], cell["second"], bool(cell["kept1"])) == (2, 0, False)
+    assert (cell["expert"], bool(cell["top1_kept"])) == (2, False)
+    assert cell["choices"] == "2 0.00/0.50 dropped, 0 0.40/0.30"
     assert cell["piece"] == "<script>"
     d = spec(chart)
     assert d["params"][0]["name"] == charts.TOKEN_SELECTION
     assert d["params"][0]["select"]["fields"] == ["position"]
     assert d["layer"][0]["encoding"]["color"]["scale"]["range"] == expert_colours(samples.E)
-    assert d["layer"][1]["transform"] == [{"filter": "!datum.kept1"}]
+    assert d["layer"][1]["transform"] == [{"filter": "!datum.top1_kept"}]
     assert d["layer"][1]["mark"]["stroke"] == charts.DROPPED_COLOUR
     tooltips = {t["field"] for t in d["layer"][0]["encoding"]["tooltip"]}
-    assert {"gate1", "gate2", "prob1", "prob2", "entropy", "nll", "predicted"} <= tooltips
+    assert {"choices", "entropy", "nll", "predicted"} <= tooltips
 
 
 def rows(layer: dict, top: dict) -> list[dict]:
@@ -306,4 +309,4 @@ def test_builders_draw_empty_results_as_the_same_chart_with_no_rows(build, items
 def test_an_empty_saturation_chart_keeps_its_baseline_rule_at_zero():
     chart = charts.saturation_bars([], "t")
     assert math.isclose(rule_baseline(chart.layer[1]), 0.0)
-    assert spec(chart)["title"] == "t (random: 2/E = 0.00)"
+    assert spec(chart)["title"] == "t (random: k/E = 0.00)"

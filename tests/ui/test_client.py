@@ -55,6 +55,7 @@ def test_writes_carry_the_api_key_and_a_json_body():
         "checkpoint": "final",
         "moe_layers": [1, 3],
         "num_experts": 4,
+        "top_k": 2,
         "documents": [],
     }
     seen, handler = recording(httpx.Response(200, json=result))

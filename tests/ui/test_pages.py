@@ -114,7 +114,9 @@ def test_overview_shows_the_model_the_store_load_and_balance(open_page, live_api
     for row, routing in zip(stats["balance"], stats["routing"], strict=True):
         layer = str(row["layer"])
         assert balance.loc[layer, "CV"] == pytest.approx(row["cv"]["value"])
-        assert balance.loc[layer, "drop top-2"] == pytest.approx(routing["drop_rate_top2"]["value"])
+        assert balance.loc[layer, "drop (all choices)"] == pytest.approx(
+            routing["drop_rate"]["value"]
+        )
     assert balance.loc["uniform baseline", "CV"] == 0.0
 
 
@@ -137,9 +139,10 @@ def test_token_explorer_colours_an_analysed_text_and_escapes_it(open_page, live_
     at_1 = [t["routes"][0] for t in tokens]
     assert metrics(app)["Tokens"] == str(len(tokens))
     assert metrics(app)["Top-1 dropped"] == str(sum(not r["kept"][0] for r in at_1))
-    assert metrics(app)["Top-2 dropped"] == str(sum(not r["kept"][1] for r in at_1))
+    later = sum(not kept for r in at_1 for kept in r["kept"][1:])
+    assert metrics(app)["Later choices dropped"] == str(later)
     [grid] = charts(app)  # the token x layer grid: a cell per token and layer
-    cells = frame_of(grid, "kept1").set_index(["position", "layer"])["expert"]
+    cells = frame_of(grid, "top1_kept").set_index(["position", "layer"])["expert"]
     assert cells.to_dict() == {
         (t["position"], r["layer"]): r["experts"][0] for t in tokens for r in t["routes"]
     }
@@ -211,15 +214,15 @@ def test_load_balance_shows_metrics_load_and_drops(open_page, live_api):
     want = {}
     for b, r in zip(stats["balance"], stats["routing"], strict=True):
         want[(str(b["layer"]), "CV")] = b["cv"]["value"]
-        want[(str(b["layer"]), "drop top-1")] = r["drop_rate_top1"]["value"]
+        want[(str(b["layer"]), "drop top-1")] = r["drop_rate_by_rank"][0]["value"]
     rows = _balance_rows(app.dataframe[0].value)
     assert list(app.dataframe[0].value["layer"]) == ["1", "3", "uniform baseline"]
     assert {k: v for k, v in rows.items() if k[0] != "uniform baseline"} == pytest.approx(want)
     # heatmap, one share chart per layer, drops by rank, drops by position
     assert len(charts(app)) == 5
     drops = frame_of(titled(app, "by rank"), "drop_rate").set_index(["layer", "rank"])
-    assert drops.loc[(3, "top-2"), "drop_rate"] == pytest.approx(
-        stats["routing"][1]["drop_rate_top2"]["value"]
+    assert drops.loc[(3, "choice 2"), "drop_rate"] == pytest.approx(
+        stats["routing"][1]["drop_rate_by_rank"][1]["value"]
     )
     app.multiselect(key="balance_layers").set_value([3]).run()
     assert_clean(app)
@@ -304,10 +307,11 @@ def test_experiments_ablation_and_capacity_what_if(open_page, live_api):
         body = {"texts": [texts], "store": False, "capacity_factor": factor}
         tokens = api(live_api, "/v1/analyze", body)["documents"][0]["tokens"]
         for index, layer in enumerate((1, 3)):
-            dropped = sum(not t["routes"][index]["kept"][1] for t in tokens) / len(tokens)
-            assert outcomes.loc[(label, layer), "drop_rate_top2"] == pytest.approx(dropped)
-    assert (outcomes.loc["64", "drop_rate_top2"] == 0).all()
-    assert (outcomes.loc["0.25", "drop_rate_top2"] > 0).all()
+            kept = [k for t in tokens for k in t["routes"][index]["kept"]]
+            dropped = sum(not k for k in kept) / len(kept)
+            assert outcomes.loc[(label, layer), "drop_rate"] == pytest.approx(dropped)
+    assert (outcomes.loc["64", "drop_rate"] == 0).all()
+    assert (outcomes.loc["0.25", "drop_rate"] > 0).all()
 
 
 def test_jobs_lists_jobs_and_shows_a_bad_upload_as_a_message(open_page, live_api):

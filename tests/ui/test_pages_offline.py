@@ -20,7 +20,7 @@ STATISTICS_PAGES = ["overview", "expert_profile", "load_balance", "specialisatio
 
 CARD = {
     "name": "fake-glam", "preset": "fake-glam", "config": {"capacity_factor": 2.0},
-    "num_experts": 4, "moe_layers": [1, 3], "params_total": 10, "params_activated": 5,
+    "num_experts": 4, "top_k": 2, "moe_layers": [1, 3], "params_total": 10, "params_activated": 5,
     "checkpoint": {"name": "final", "step": 1, "sha256": "ab" * 32},
     "checkpoints": [{"name": "final", "step": 1, "sha256": "ab" * 32}],
     "max_tokens_per_text": 64, "max_texts_per_request": 8,

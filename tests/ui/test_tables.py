@@ -17,7 +17,8 @@ def test_balance_table_has_a_row_per_layer_and_the_uniform_baseline_last():
     baseline = table.iloc[-1]
     assert baseline["CV"] == 0.0 and baseline["load entropy"] == 1.0
     assert baseline["router entropy"] == pytest.approx(1.386)
-    assert table.iloc[1]["drop top-2"] == pytest.approx(0.6)
+    assert table.iloc[1]["drop top-1"] == pytest.approx(0.2)
+    assert table.iloc[1]["drop (all choices)"] == pytest.approx(0.4)
 
 
 def test_balance_table_of_an_empty_store_is_empty():
@@ -61,7 +62,7 @@ def _result(kept: list[tuple[bool, bool]], nlls: list[float | None]) -> s.Analyz
         tokens=toks,
     )  # fmt: skip
     return s.AnalyzeResult(
-        run_id=None, model="m", checkpoint="final", moe_layers=[1], num_experts=4,
+        run_id=None, model="m", checkpoint="final", moe_layers=[1], num_experts=4, top_k=2,
         documents=[document],
     )  # fmt: skip
 
@@ -72,9 +73,9 @@ def test_capacity_outcomes_count_drops_per_rank_and_average_scored_loss():
         capacity_label(None): _result([(True, True), (True, True)], [2.0, 4.0]),
     }
     tight, default = capacity_outcomes(results)
-    assert (tight.capacity, tight.drop_rate_top1, tight.drop_rate_top2) == ("0.5", 0.5, 1.0)
+    assert (tight.capacity, tight.drop_rate_top1, tight.drop_rate) == ("0.5", 0.5, 0.75)
     assert tight.mean_nll == 1.0  # the last token has no next token: not scored
-    assert (default.capacity, default.drop_rate_top2, default.mean_nll) == ("model default", 0, 3)
+    assert (default.capacity, default.drop_rate, default.mean_nll) == ("model default", 0, 3)
 
 
 def test_every_expert_gets_a_distinct_colour_even_beyond_twenty():

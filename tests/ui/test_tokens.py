@@ -53,14 +53,14 @@ def test_tokens_take_the_colour_of_their_top1_expert_at_the_chosen_layer():
 
 def test_drops_are_marked_on_the_tokens():
     at_1 = spans(tokens_html(samples.tokens(), layer=1, num_experts=4))
-    assert [t["data-dropped"] for t in at_1] == ["", "top1", "top2"]
+    assert [t["data-dropped"] for t in at_1] == ["", "top1", "later"]
     assert "outline:2px dashed" in at_1[1]["style"]
     assert "underline dotted" in at_1[2]["style"]
     at_3 = spans(tokens_html(samples.tokens(), layer=3, num_experts=4))
     assert [t["data-dropped"] for t in at_3] == ["", "", ""]
 
 
-def test_the_tooltip_gives_both_choices_at_every_layer():
+def test_the_tooltip_gives_every_choice_at_every_layer():
     title = html.unescape(spans(tokens_html(samples.tokens(), 1, 4))[1]["title"])
     assert "layer 1: top-1 e2 gate 0.00 p 0.50 DROPPED | top-2 e0 gate 0.40 p 0.30 kept" in title
     assert "layer 3: top-1 e1" in title

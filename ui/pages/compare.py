@@ -27,7 +27,7 @@ with checkpoints_tab:
     else:
         st.caption(
             "Router saturation (OLMoE eq. 5): run the same texts through both checkpoints; "
-            "per layer, the mean of |top-2 A ∩ top-2 B| / 2. 1 = the router has settled."
+            "per layer, the mean of |top-k A ∩ top-k B| / k. 1 = the router has settled."
         )
         left, right = st.columns(2)
         a = left.selectbox(

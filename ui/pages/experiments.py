@@ -53,7 +53,7 @@ def show_ablation(result: s.AblationResult) -> None:
 with ablation_tab:
     st.caption(
         "The same texts run twice, with and without the chosen experts (their router logits "
-        "set to -inf before the top-2 choice): per-domain change in next-token loss, and "
+        "set to -inf before the top-k choice): per-domain change in next-token loss, and "
         "where the tokens that used them were sent instead."
     )
     cols = st.columns(len(card.moe_layers))

@@ -21,7 +21,7 @@ cols[3].metric("Parameters", f"{card.params_total / 1e6:,.2f} M")
 cols[4].metric(
     "Activated per token",
     f"{card.params_activated / 1e6:,.2f} M",
-    help="Parameters a token passes through: top-2 experts of each MoE layer, not all E.",
+    help="Parameters a token passes through: its top-k experts at each MoE layer, not all E.",
 )
 with st.expander("Configuration and checkpoints"):
     st.json(card.config, expanded=False)
@@ -58,8 +58,8 @@ st.dataframe(
     tables.balance_table(balance),
     hide_index=True,
     column_config={
+        "drop (all choices)": st.column_config.NumberColumn(format="percent"),
         "drop top-1": st.column_config.NumberColumn(format="percent"),
-        "drop top-2": st.column_config.NumberColumn(format="percent"),
     },
 )
 st.caption(

@@ -25,7 +25,7 @@ domains_tab, vocab_tab, consecutive_tab, transitions_tab, coactivation_tab = st.
 with domains_tab:
     st.altair_chart(charts.domain_heatmap(specs), width="stretch")
     st.caption(
-        "OLMoE eq. 7: of a domain's tokens, the share with the expert among their top-2. "
+        "OLMoE eq. 7: of a domain's tokens, the share with the expert among their top-k. "
         "Orange: more than uniform routing would send, blue: less."
     )
 
@@ -49,7 +49,7 @@ with consecutive_tab:
         st.altair_chart(charts.consecutive_bars(rows), width="stretch")
         st.caption(
             "Mixtral table 5: adjacent tokens of a document with the same top-1 expert, and "
-            "with overlapping top-2 sets, against what random routing would give."
+            "with overlapping top-k sets, against what random routing would give."
         )
 
 with transitions_tab:

@@ -143,7 +143,7 @@ def show(view: dict) -> None:
     cols[0].metric("Tokens", len(toks))
     cols[1].metric("Mean nll", f"{sum(scored) / len(scored):.3f}" if scored else "n/a")
     cols[2].metric("Top-1 dropped", sum(not r.kept[0] for r in routes))
-    cols[3].metric("Top-2 dropped", sum(not r.kept[1] for r in routes))
+    cols[3].metric("Later choices dropped", sum(not kept for r in routes for kept in r.kept[1:]))
 
     event = st.altair_chart(
         charts.token_grid(toks, card.moe_layers, card.num_experts),

@@ -31,7 +31,7 @@ steps = sorted({p.step for p in overall})
 st.caption(
     f"{history.model}: {len(steps)} checkpoints from step {steps[0]:,} to {steps[-1]:,}, "
     f"{overall[0].tokens:,} probe tokens. Saturation is measured against step "
-    f"{history.last_step:,}, so it reaches 1 there by definition; random top-2 sets would "
+    f"{history.last_step:,}, so it reaches 1 there by definition; random top-k sets would "
     f"agree {history.saturation_baseline:.3f} (2/E)."
 )
 left, right = st.columns(2)
