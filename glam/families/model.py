@@ -12,16 +12,18 @@ h = x + attn(norm(x)); out = h + ffn(norm(h)); a final norm, then the output hea
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from glam.families.attention import Attention, KVCache, MLAttention
 from glam.families.config import HFMoEConfig
-from glam.families.layers import MLP, Attention, KVCache, Linear, MLAttention, RMSNorm, SparseMoE
+from glam.families.layers import MLP, Linear, RMSNorm, SparseMoE
 from glam.layers import NEVER_DROP, RouteOptions, RouterStats
+from glam.params import ParamCount
 
 
 class Block(nnx.Module):
@@ -126,13 +128,9 @@ def abstract_model(cfg: HFMoEConfig) -> HFMoEModel:
     return nnx.eval_shape(lambda: HFMoEModel(cfg))
 
 
-def count_params(cfg: HFMoEConfig) -> Any:
+def count_params(cfg: HFMoEConfig) -> ParamCount:
     """`glam.params.ParamCount` of an imported model, from shapes: each MoE layer's token
     uses top_k of its routed experts (shared experts and everything else always)."""
-    import math
-
-    from glam.params import ParamCount
-
     sizes = {
         path: math.prod(variable.get_value().shape)
         for path, variable in nnx.to_flat_state(nnx.state(abstract_model(cfg), nnx.Param))
