@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from storage import queries
+from storage import queries, runs
 from storage.errors import NotFound
 from storage.ingest import ingest_run, register_model
 from storage.scope import Scope
@@ -103,6 +103,42 @@ def test_empty_selection_gives_undefined_values(session, store) -> None:
     assert all(math.isclose(r.router_entropy.baseline, math.log(oracle.E)) for r in result)
     balance = queries.balance(session, Scope(model=MODEL, domains=["absent"]))
     assert all(b.cv.value is None for b in balance)
+
+
+def test_256_experts_top_8_is_stored_and_counted(make_store) -> None:
+    # DeepSeek-V3's shape (E = 256, k = 8), too wide for the token-by-token oracle: the
+    # counts must still add up to every choice of every valid token.
+    engine = make_store()
+    trace = random_trace(
+        np.random.default_rng(8), batch=4, seq=40, num_experts=256, top_k=8, vocab=VOCAB
+    )
+    tokens = int(trace.mask.sum())
+    with Session(engine) as session, session.begin():
+        register_model(session, name="wide", num_experts=256, top_k=8, vocab_size=VOCAB)
+        run = ingest_run(session, model_name="wide", trace=trace, texts=list("abcd"), domains="d")
+    scope = Scope(model="wide")
+    with Session(engine) as session:
+        for index, layer in enumerate(queries.expert_load(session, scope)):
+            kept = trace.kept[index][trace.mask]
+            assert layer.total == int(kept.sum())
+            assert sum(sum(e.chosen) for e in layer.experts) == tokens * 8
+            assert all(len(e.chosen) == 8 for e in layer.experts)
+        for layer in queries.routing_summary(session, scope):
+            assert len(layer.drop_rate_by_rank) == 8
+        for layer in queries.coactivation(session, scope):
+            assert sum(layer.counts) == tokens * 8
+            assert sum(map(sum, layer.pairs)) == tokens * 8 * 7  # ordered pairs of 8 choices
+            assert layer.baseline == pytest.approx(7 / 255)
+        for layer in queries.consecutive_routing(session, scope):
+            disjoint = math.comb(248, 8) / math.comb(256, 8)
+            assert layer.shared_topk.baseline == pytest.approx(1 - disjoint)
+        for layer in queries.domain_specialization(session, scope):
+            assert sum(layer.counts) == tokens * 8 and layer.baseline == 8 / 256
+        (saturation,) = {r.saturation.value for r in queries.router_saturation(session, run, run)}
+        assert saturation == 1.0
+        document = runs.run_tokens(session, run, limit=1)[0]
+        first = document.tokens[0].routes[0]
+        assert len(first.experts) == 8 and len(set(first.experts)) == 8
 
 
 def test_one_expert_gives_defined_values_or_a_clear_error(make_store) -> None:
