@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from glam.families.config import HFMoEConfig, RopeSpec
@@ -27,7 +26,7 @@ def rope_cos_sin(
     rope: RopeSpec, positions_s: jax.Array, dtype: jnp.dtype
 ) -> tuple[jax.Array, jax.Array]:
     """cos and sin [s, dim/2] of each position's rotary angles (float32, then `dtype`)."""
-    inv_freq = jnp.asarray(np.asarray(rope.inv_freq(), np.float32))
+    inv_freq = jnp.asarray(rope.inv_freq())
     angles = positions_s.astype(jnp.float32)[:, None] * inv_freq[None, :]
     cos = jnp.cos(angles) * rope.attention_factor
     sin = jnp.sin(angles) * rope.attention_factor

@@ -15,6 +15,8 @@ import json
 import math
 from typing import Any, Literal
 
+import numpy as np
+
 ScoreFunction = Literal["softmax", "sigmoid"]
 AuxLoss = Literal["load_balancing", "sequence_balance"]
 QKNorm = Literal["full", "head"]
@@ -36,15 +38,15 @@ class RopeSpec:
     attention_factor: float = 1.0  # multiplies cos and sin (yarn's mscale ratio)
     interleave: bool = False  # DeepSeek: rotate adjacent pairs, output de-interleaved
 
-    def inv_freq(self) -> list[float]:
-        """Inverse frequencies of the dim/2 rotary pairs, computed as transformers does (in
-        float32 there; in float64 here, rounded to float32 by the caller)."""
-        exponents = [i / self.dim for i in range(0, self.dim, 2)]
-        base = [self.theta**e for e in exponents]
+    def inv_freq(self) -> np.ndarray:
+        """Inverse frequencies [dim/2] of the rotary pairs, in float32 with transformers'
+        own operations (`compute_default_rope_parameters` and the linear / yarn variants)."""
+        base = np.float32(self.theta) ** (np.arange(0, self.dim, 2, dtype=np.float32) / self.dim)
+        inv_freq = (np.float32(1.0) / base).astype(np.float32)
         if self.kind == "default":
-            return [1.0 / b for b in base]
+            return inv_freq
         if self.kind == "linear":
-            return [1.0 / b / self.factor for b in base]
+            return (inv_freq / np.float32(self.factor)).astype(np.float32)
         # yarn: interpolate the low frequencies, keep the high ones, ramp in between.
         original = self.original_max_position_embeddings
 
@@ -59,12 +61,11 @@ class RopeSpec:
         low, high = max(low, 0), min(high, self.dim - 1)
         if low == high:
             high += 0.001  # transformers' guard against a zero-width ramp
-        out = []
-        for i, b in enumerate(base):
-            ramp = min(max((i - low) / (high - low), 0.0), 1.0)
-            extrapolation = 1.0 - ramp
-            out.append((1.0 / (self.factor * b)) * ramp + (1.0 / b) * extrapolation)
-        return out
+        ramp = np.clip((np.arange(self.dim // 2, dtype=np.float32) - low) / (high - low), 0, 1)
+        interpolation = np.float32(1.0) / (np.float32(self.factor) * base)
+        extrapolation_factor = np.float32(1.0) - ramp.astype(np.float32)
+        mixed = interpolation * (1 - extrapolation_factor) + inv_freq * extrapolation_factor
+        return mixed.astype(np.float32)
 
 
 def yarn_mscale(scale: float, mscale: float = 1.0) -> float:
