@@ -28,6 +28,8 @@ from storage import ingest, training
 from storage import runs as run_store
 from storage.maintenance import route_rows
 
+NO_DROPS = "no-drops"  # the API's name for unlimited capacity (capacity_factor)
+
 COMMIT_IN_DOUBT = (
     "the database connection was lost while committing: the run may or may not have been "
     "stored; retry with the same Idempotency-Key header (it stores a run at most once), or "
@@ -57,10 +59,15 @@ def route_request(
     *,
     checkpoint: str = "final",
     ablate: Mapping[int, Sequence[int]] | None = None,
-    capacity_factor: float | None = None,
+    capacity_factor: float | str | None = None,
     router_probs: bool = False,
 ) -> RouteRequest:
-    """Check the routing options against the model; 422 with the reason when wrong."""
+    """Check the routing options against the model; 422 with the reason when wrong.
+
+    `capacity_factor` "no-drops" is unlimited capacity (the model's forward takes inf).
+    """
+    if capacity_factor == NO_DROPS:
+        capacity_factor = math.inf
     if checkpoint not in state.registry.names:
         raise bad_request(
             f"unknown checkpoint {checkpoint!r}; registered: {', '.join(state.registry.names)}"
@@ -123,7 +130,10 @@ def run_parameters(options: RouteRequest, state: AppState) -> dict[str, Any]:
     """What a stored run records about how the model was run (None where default)."""
     return {
         "ablation": {str(layer): list(experts) for layer, experts in options.ablate} or None,
-        "capacity_factor": options.capacity_factor,
+        # inf is not JSON: a run without drops records the API's name for it
+        "capacity_factor": NO_DROPS
+        if options.capacity_factor is not None and math.isinf(options.capacity_factor)
+        else options.capacity_factor,
         "checkpoint": None if options.checkpoint == "final" else options.checkpoint,
         "checkpoint_sha256": state.registry.info(options.checkpoint).sha256,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Domain = Field(
@@ -56,9 +58,19 @@ class AnalyzeRequest(BaseModel):
     texts: list[str] = Field(min_length=1, description="texts to run through the model")
     domain: str = Domain
     store: bool = Field(default=True, description="write the run to the database")
-    capacity_factor: float | None = Field(
-        default=None, gt=0, le=64, description="override of the model's capacity factor"
+    capacity_factor: float | Literal["no-drops"] | None = Field(
+        default=None,
+        description="override of the model's capacity factor: a factor in (0, 64], or "
+        '"no-drops" for unlimited capacity; null: the model\'s own',
     )
+
+    @field_validator("capacity_factor")
+    @classmethod
+    def _factor_in_range(cls, factor: float | str | None) -> float | str | None:
+        if isinstance(factor, float | int) and not 0 < factor <= 64:
+            raise ValueError('capacity_factor must be in (0, 64], "no-drops" or null')
+        return factor
+
     ablate: dict[int, list[int]] | None = Field(
         default=None, description="MoE layer -> experts switched off for this request"
     )

@@ -165,11 +165,12 @@ class ApiClient:
         *,
         domain: str = "user",
         store: bool = True,
-        capacity_factor: float | None = None,
+        capacity_factor: float | str | None = None,
         ablate: Mapping[int, Sequence[int]] | None = None,
         router_probs: bool = False,
         checkpoint: str = "final",
     ) -> s.AnalyzeResult:
+        """`capacity_factor`: None for the model's own, "no-drops", or a factor."""
         body = {
             "texts": list(texts),
             "domain": domain,

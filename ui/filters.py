@@ -1,15 +1,16 @@
 """Sidebar pickers shared by the statistics pages: which runs and domains to count.
 
-Keys are shared between pages, so a selection made on one page holds on the next.
+Keys are shared between pages, so a selection made on one page holds on the next; the
+choices are in the URL too (ui/urlstate.py), so a pasted link shows the same counts.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from ui import data, feedback
+from ui import data, feedback, urlstate
 from ui import schemas as s
-from ui.client import Scope
+from ui.client import POOLED, Scope
 
 
 def run_label(run: s.Run) -> str:
@@ -27,6 +28,7 @@ def scope_picker(*, layers: tuple[int, ...] = ()) -> Scope:
         picked_runs = st.multiselect(
             "Runs",
             list(by_id),
+            default=urlstate.options("filter_runs", list(by_id), []),
             format_func=lambda run_id: run_label(by_id[run_id]),
             key="filter_runs",
             placeholder="all pooled runs",
@@ -36,13 +38,58 @@ def scope_picker(*, layers: tuple[int, ...] = ()) -> Scope:
         if more:
             st.caption(f"Only the newest {len(runs)} runs are listed.")
         picked_domains = st.multiselect(
-            "Domains", domains, key="filter_domains", placeholder="all domains"
+            "Domains",
+            domains,
+            default=urlstate.options("filter_domains", domains, []),
+            key="filter_domains",
+            placeholder="all domains",
         )
+    urlstate.remember("filter_runs", picked_runs)
+    urlstate.remember("filter_domains", picked_domains)
     return Scope(layers=layers, run_ids=tuple(picked_runs), domains=tuple(picked_domains))
 
 
 def layer_picker(card: s.ModelCard, *, key: str, where=st) -> int:
-    """One MoE layer of the served model."""
-    return where.selectbox(
-        "MoE layer", card.moe_layers, key=key, format_func=lambda layer: f"layer {layer}"
+    """One MoE layer of the served model (kept in the URL under `key`)."""
+    layer = where.selectbox(
+        "MoE layer",
+        card.moe_layers,
+        index=urlstate.index(key, card.moe_layers),
+        key=key,
+        format_func=lambda layer: f"layer {layer}",
     )
+    urlstate.remember(key, layer)
+    return layer
+
+
+def expert_labels(specs: list[s.DomainSpecialization], num_experts: int) -> dict[int, str]:
+    """Each expert named by what it does: the domains whose tokens it takes most above the
+    uniform share k/E ("expert 12 · code-c, code-go"), from one layer's specialisation."""
+    lift: dict[int, list[tuple[float, str]]] = {e: [] for e in range(num_experts)}
+    for spec in specs:
+        for e, share in enumerate(spec.shares):
+            if share is not None and spec.baseline and share > spec.baseline:
+                lift[e].append((share / spec.baseline, spec.domain))
+    labels = {}
+    for e, lifted in lift.items():
+        top = [domain for _, domain in sorted(lifted, reverse=True)[:2]]
+        labels[e] = f"expert {e}" + (f" · {', '.join(top)}" if top else "")
+    return labels
+
+
+def expert_picker(card: s.ModelCard, layer: int, *, key: str, where=st) -> int:
+    """One expert of `layer`, listed by id and by its top domains; searchable by either
+    (type "legal" to find the experts that serve legal text). Kept in the URL under `key`."""
+    specs = [d for d in feedback.need("Reading domains", data.domains, POOLED) if d.layer == layer]
+    labels = expert_labels(specs, card.num_experts)
+    experts = list(range(card.num_experts))
+    expert = where.selectbox(
+        "Expert",
+        experts,
+        index=urlstate.index(key, experts),
+        key=key,
+        format_func=labels.__getitem__,
+        help="Named by the domains whose tokens it takes most above the uniform share k/E.",
+    )
+    urlstate.remember(key, expert)
+    return expert

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from ui.schemas import AnalyzeResult
 
 MODEL_DEFAULT = "model default"  # capacity_factor=None: the served model's own factor
+NO_DROPS = "no-drops"  # the API's value for unlimited capacity
+Capacity = float | str | None  # a factor, NO_DROPS or None (the model's own)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,8 +29,10 @@ class CapacityOutcome:
     mean_nll: float | None  # over tokens with a next token; the same for every layer
 
 
-def capacity_label(factor: float | None) -> str:
-    return MODEL_DEFAULT if factor is None else f"{factor:g}"
+def capacity_label(factor: Capacity) -> str:
+    if factor is None:
+        return MODEL_DEFAULT
+    return "no drops" if factor == NO_DROPS else f"{factor:g}"
 
 
 def capacity_outcomes(results: Mapping[str, AnalyzeResult]) -> list[CapacityOutcome]:

@@ -63,6 +63,21 @@ def test_interventions_are_applied_and_recorded(client):
     assert not run["pooled"]  # interventions stay out of the model-wide statistics
 
 
+def test_no_drops_keeps_every_choice_and_is_recorded_as_such(client):
+    # cf 0.25 drops; "no-drops" is unlimited capacity whatever E and the text's length
+    tight = client.post("/v1/analyze", json={"texts": TEXTS, "capacity_factor": 0.25}).json()
+    assert not all(
+        k for d in tight["documents"] for t in d["tokens"] for k in t["routes"][0]["kept"]
+    )
+    body = client.post("/v1/analyze", json={"texts": TEXTS, "capacity_factor": "no-drops"}).json()
+    kept = [
+        k for d in body["documents"] for t in d["tokens"] for r in t["routes"] for k in r["kept"]
+    ]
+    assert kept and all(kept)
+    run = client.get(f"/v1/runs/{body['run_id']}").json()
+    assert run["parameters"]["capacity_factor"] == "no-drops" and not run["pooled"]
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "message"),
     [
@@ -71,7 +86,9 @@ def test_interventions_are_applied_and_recorded(client):
         ({"texts": ["x"], "ablate": {"0": [1]}}, 422, "not an MoE layer"),
         ({"texts": ["x"], "ablate": {"1": [7]}}, 422, "does not exist"),
         ({"texts": ["x"], "ablate": {"1": [0, 1, 2]}}, 422, "at least 2"),
-        ({"texts": ["x"], "capacity_factor": 0}, 422, "greater than 0"),
+        ({"texts": ["x"], "capacity_factor": 0}, 422, "must be in (0, 64]"),
+        ({"texts": ["x"], "capacity_factor": 65}, 422, "must be in (0, 64]"),
+        ({"texts": ["x"], "capacity_factor": "lots"}, 422, "no-drops"),
         ({"texts": ["x"], "checkpoint": "../../etc/passwd"}, 422, "unknown checkpoint"),
         ({"texts": ["x"], "domain": "a\nb"}, 422, "pattern"),
         ({"texts": ["x"], "bogus": 1}, 422, "Extra inputs"),

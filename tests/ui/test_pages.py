@@ -298,19 +298,19 @@ def test_experiments_ablation_and_capacity_what_if(open_page, live_api):
 
     texts = "The quick brown fox jumps over the dog."
     app.text_area(key="capacity_texts").set_value(texts)
-    app.multiselect(key="capacity_factors").set_value([0.25, 64.0])
+    app.multiselect(key="capacity_factors").set_value([0.25, "no-drops"])
     app = click(app, "Compare capacities")
     assert_clean(app)
     outcomes = app.dataframe[-1].value.set_index(["capacity", "layer"])
-    assert set(outcomes.index) == {("0.25", 1), ("0.25", 3), ("64", 1), ("64", 3)}
-    for factor, label in ((0.25, "0.25"), (64.0, "64")):
+    assert set(outcomes.index) == {("0.25", 1), ("0.25", 3), ("no drops", 1), ("no drops", 3)}
+    for factor, label in ((0.25, "0.25"), ("no-drops", "no drops")):
         body = {"texts": [texts], "store": False, "capacity_factor": factor}
         tokens = api(live_api, "/v1/analyze", body)["documents"][0]["tokens"]
         for index, layer in enumerate((1, 3)):
             kept = [k for t in tokens for k in t["routes"][index]["kept"]]
             dropped = sum(not k for k in kept) / len(kept)
             assert outcomes.loc[(label, layer), "drop_rate"] == pytest.approx(dropped)
-    assert (outcomes.loc["64", "drop_rate"] == 0).all()
+    assert (outcomes.loc["no drops", "drop_rate"] == 0).all()
     assert (outcomes.loc["0.25", "drop_rate"] > 0).all()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, data, feedback, filters
+from ui import charts, data, feedback, filters, urlstate
 from ui import schemas as s
 from ui.client import Scope
 
@@ -63,8 +63,16 @@ with domains_tab:
         feedback.empty("Comparing domains needs stored texts of two or more domains.")
     else:
         left, middle, right = st.columns(3)
-        first = left.selectbox("Domain A", domains, index=0, key="compare_domain_a")
-        second = middle.selectbox("Domain B", domains, index=1, key="compare_domain_b")
+        first = left.selectbox(
+            "Domain A", domains, index=urlstate.index("compare_domain_a", domains, 0),
+            key="compare_domain_a",
+        )  # fmt: skip
+        second = middle.selectbox(
+            "Domain B", domains, index=urlstate.index("compare_domain_b", domains, 1),
+            key="compare_domain_b",
+        )  # fmt: skip
+        urlstate.remember("compare_domain_a", first)
+        urlstate.remember("compare_domain_b", second)
         layer = filters.layer_picker(card, key="compare_domain_layer", where=right)
         specs = feedback.attempt(
             "Reading domain specialisation", data.domains, Scope(layers=(layer,))
@@ -90,11 +98,15 @@ with runs_tab:
         ids = list(by_id)
         left, middle, right = st.columns(3)
         run_a = left.selectbox(
-            "Run A", ids, index=1, format_func=lambda r: filters.run_label(by_id[r])
-        )
+            "Run A", ids, index=urlstate.index("compare_run_a", ids, 1),
+            format_func=lambda r: filters.run_label(by_id[r]), key="compare_run_a",
+        )  # fmt: skip
         run_b = middle.selectbox(
-            "Run B", ids, index=0, format_func=lambda r: filters.run_label(by_id[r])
-        )
+            "Run B", ids, index=urlstate.index("compare_run_b", ids, 0),
+            format_func=lambda r: filters.run_label(by_id[r]), key="compare_run_b",
+        )  # fmt: skip
+        urlstate.remember("compare_run_a", run_a)
+        urlstate.remember("compare_run_b", run_b)
         layer = filters.layer_picker(card, key="compare_run_layer", where=right)
         series = {}
         for run_id in (run_a, run_b):

@@ -9,10 +9,10 @@ import streamlit as st
 
 from ui import charts, data, feedback
 from ui import schemas as s
-from ui.whatif import capacity_label, capacity_outcomes
+from ui.whatif import NO_DROPS, capacity_label, capacity_outcomes
 
 # None: the model's own factor. 64 (the API's maximum) keeps every assignment: C >= S.
-CAPACITIES = [0.25, 0.5, 1.0, 1.25, 1.5, 2.0, 4.0, 64.0, None]
+CAPACITIES = [0.25, 0.5, 1.0, 1.25, 1.5, 2.0, 4.0, 8.0, NO_DROPS, None]
 
 st.title("Experiments")
 card = feedback.need("Reading the model card", data.model_card)
@@ -93,13 +93,14 @@ with capacity_tab:
     st.caption(
         "Each expert takes at most C = capacity factor x tokens / E assignments per text; the "
         "rest are dropped. Analyse the same texts under several factors (nothing is stored); "
-        "64 leaves room for every token."
+        "'no drops' leaves room for every token. On a dropless model (an imported one) any "
+        "factor is a what-if: the model was trained without drops."
     )
     raw = st.text_area("Texts, one per line", key="capacity_texts")
     factors = st.multiselect(
         "Capacity factors",
         CAPACITIES,
-        default=[0.5, 1.0, 2.0, 64.0],
+        default=[0.5, 1.0, 2.0, NO_DROPS],
         format_func=capacity_label,
         key="capacity_factors",
     )

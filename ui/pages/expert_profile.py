@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, data, feedback, filters, tables
+from ui import charts, data, feedback, filters, tables, urlstate
 
 st.title("Expert profile")
 card = feedback.need("Reading the model card", data.model_card)
@@ -12,22 +12,22 @@ scope = filters.scope_picker()
 
 left, middle, right = st.columns(3)
 layer = filters.layer_picker(card, key="profile_layer", where=left)
-expert = middle.selectbox(
-    "Expert", range(card.num_experts), key="profile_expert", format_func=lambda e: f"expert {e}"
-)
+expert = filters.expert_picker(card, layer, key="profile_expert", where=middle)
 min_count = right.number_input(
     "Min. occurrences of a token",
     min_value=1,
-    value=3,
+    value=urlstate.number("profile_min", 3, int, low=1),
+    key="profile_min",
     help="Tokens seen fewer times are left out of the vocabulary lists (their shares are noise).",
 )
+urlstate.remember("profile_min", int(min_count))
 profile = feedback.need(
     "Reading the expert's profile", data.expert, layer, expert, scope, int(min_count)
 )
 if profile.load == 0 and not any(d.tokens for d in profile.domains):
     feedback.no_routing_data()
 
-k_over_e = 2 / card.num_experts
+k_over_e = card.top_k / card.num_experts
 cols = st.columns(3)
 cols[0].metric("Kept assignments", f"{profile.load:,}")
 if profile.share is not None and profile.share_baseline:

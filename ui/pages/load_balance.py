@@ -6,7 +6,7 @@ import dataclasses
 
 import streamlit as st
 
-from ui import charts, data, feedback, filters, tables
+from ui import charts, data, feedback, filters, tables, urlstate
 
 st.title("Load balance")
 card = feedback.need("Reading the model card", data.model_card)
@@ -14,10 +14,11 @@ scope = filters.scope_picker()
 layers = st.multiselect(
     "MoE layers",
     card.moe_layers,
-    default=card.moe_layers,
+    default=urlstate.options("balance_layers", card.moe_layers, card.moe_layers),
     key="balance_layers",
     format_func=lambda x: f"layer {x}",
 )
+urlstate.remember("balance_layers", layers)
 if not layers:
     st.info("Pick at least one MoE layer.")
     st.stop()
@@ -43,9 +44,14 @@ for tab, x in zip(tabs, loads, strict=True):
 
 st.subheader("Dropped by capacity")
 st.altair_chart(charts.drop_rate_bars(stats.routing), width="stretch")
+widths = [8, 16, 32, 64, 128]
 bucket = st.select_slider(
-    "Position bucket width (tokens)", [8, 16, 32, 64, 128], value=32, key="balance_bucket"
+    "Position bucket width (tokens)",
+    widths,
+    value=urlstate.option("balance_bucket", widths, 32),
+    key="balance_bucket",
 )
+urlstate.remember("balance_bucket", bucket)
 positions = feedback.attempt("Reading drops by position", data.positions, scope, bucket)
 if positions:
     st.altair_chart(charts.drop_rate_by_position(positions, stats.routing))

@@ -6,7 +6,7 @@ import dataclasses
 
 import streamlit as st
 
-from ui import charts, data, feedback, filters
+from ui import charts, data, feedback, filters, urlstate
 
 st.title("Specialisation")
 card = feedback.need("Reading the model card", data.model_card)
@@ -31,9 +31,19 @@ with domains_tab:
 
 with vocab_tab:
     left, middle, right = st.columns(3)
-    expert = left.selectbox("Expert", range(card.num_experts), key="special_expert")
-    by = middle.radio("By", ["input", "predicted"], horizontal=True, key="special_by")
-    min_count = right.number_input("Min. occurrences", min_value=1, value=5, key="special_min")
+    expert = filters.expert_picker(card, layer, key="special_expert", where=left)
+    kinds = ["input", "predicted"]
+    by = middle.radio(
+        "By", kinds, index=urlstate.index("special_by", kinds), horizontal=True, key="special_by"
+    )
+    min_count = right.number_input(
+        "Min. occurrences",
+        min_value=1,
+        value=urlstate.number("special_min", 5, int, low=1),
+        key="special_min",
+    )
+    urlstate.remember("special_by", by)
+    urlstate.remember("special_min", int(min_count))
     vocab = feedback.attempt(
         "Reading vocabulary specialisation", data.vocab, at_layer, expert, by, int(min_count), 30
     )
@@ -55,12 +65,15 @@ with consecutive_tab:
 with transitions_tab:
     pairs = feedback.attempt("Reading transitions", data.transitions, scope) or []
     if pairs:
+        names = [f"{p.layer_from}-{p.layer_to}" for p in pairs]
         pick = st.selectbox(
             "Layers",
             range(len(pairs)),
+            index=urlstate.index("special_transition", names),
             format_func=lambda i: f"layer {pairs[i].layer_from} -> layer {pairs[i].layer_to}",
             key="special_transition",
         )
+        urlstate.remember("special_transition", names[pick])
         st.altair_chart(charts.transitions_heatmap(pairs[pick]), width="stretch")
     else:
         st.info("Transitions need a model with two or more MoE layers.")

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from ui import charts, data, feedback, tables, tokens
+from ui import charts, data, feedback, tables, tokens, urlstate
 from ui import schemas as s
 from ui.filters import run_label
+from ui.whatif import NO_DROPS, capacity_label
 
 TYPED, STORED, GENERATED = "Type a text", "Stored document", "Generate"
 EXAMPLE = "def add(a, b):\n    return a + b\n\nThe quick brown fox jumps over the lazy dog."
@@ -28,13 +29,15 @@ def analyse_form() -> None:
         text = st.text_area("Text", key="explorer_text", height=140, placeholder=EXAMPLE)
         left, middle, right = st.columns(3)
         domain = left.text_input("Domain label", value="user", max_chars=64)
-        capacity = middle.number_input(
+        own = card.config.get("capacity_factor")
+        capacity = middle.selectbox(
             "Capacity factor",
-            min_value=0.0,
-            max_value=64.0,
-            value=0.0,
-            step=0.25,
-            help=f"0 = the model's own ({card.config.get('capacity_factor')}). Lower drops more.",
+            [None, NO_DROPS, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0],
+            format_func=lambda f: (
+                f"model default ({own or 'no drops'})" if f is None else capacity_label(f)
+            ),
+            help="How many assignments each expert takes per text: C = factor x tokens / E. "
+            "Lower drops more; 'no drops' gives every expert room for every token.",
         )
         store = right.checkbox(
             "Store the run", value=False, help="Add this text to the stored runs and statistics."
@@ -52,7 +55,7 @@ def analyse_form() -> None:
             [text],
             domain=domain or "user",
             store=store,
-            capacity_factor=capacity or None,
+            capacity_factor=capacity,
         )
     if result is None:
         return
@@ -101,10 +104,23 @@ def stored_document() -> dict | None:
     by_id = {run.id: run for run in runs}
     left, right = st.columns([2, 1])
     run_id = left.selectbox(
-        "Run", list(by_id), format_func=lambda r: run_label(by_id[r]), key="explorer_run"
+        "Run",
+        list(by_id),
+        index=urlstate.index("explorer_run", list(by_id)),
+        format_func=lambda r: run_label(by_id[r]),
+        key="explorer_run",
     )
     count = by_id[run_id].n_documents
-    offset = right.number_input(f"Document (0-{count - 1})", 0, max(count - 1, 0), 0)
+    last = max(count - 1, 0)
+    offset = right.number_input(
+        f"Document (0-{last})",
+        0,
+        last,
+        urlstate.number("explorer_document", 0, int, low=0, high=last),
+        key="explorer_document",
+    )
+    urlstate.remember("explorer_run", run_id)
+    urlstate.remember("explorer_document", int(offset))
     doc = feedback.need("Reading the document", data.run_document, run_id, int(offset))
     if doc is None:
         st.info("That document does not exist (the run may have been deleted).")
@@ -130,10 +146,12 @@ def show(view: dict) -> None:
     layer = st.radio(
         "Colour by the top-1 expert at",
         card.moe_layers,
+        index=urlstate.index("explorer_layer", card.moe_layers),
         format_func=lambda x: f"layer {x}",
         horizontal=True,
         key="explorer_layer",
     )
+    urlstate.remember("explorer_layer", layer)
     st.html(tokens.legend_html(card.num_experts))
     st.html(tokens.tokens_html(toks, layer, card.num_experts))
 
@@ -178,9 +196,14 @@ def show(view: dict) -> None:
         st.dataframe(tables.tokens_table(toks), hide_index=True)
 
 
+sources = [TYPED, STORED, GENERATED]
 source = st.segmented_control(
-    "Source", [TYPED, STORED, GENERATED], default=TYPED, key="explorer_source"
+    "Source",
+    sources,
+    default=urlstate.option("explorer_source", sources, TYPED),
+    key="explorer_source",
 )
+urlstate.remember("explorer_source", source)
 if source == TYPED:
     analyse_form()
     view = views.get(TYPED)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, data, feedback
+from ui import charts, data, feedback, urlstate
 from ui.client import ApiError
 
 st.title("Training history")
@@ -47,10 +47,22 @@ right.altair_chart(charts.training_curves(overall, "dead_experts"), width="stret
 
 st.subheader("Saturation per domain")
 layers = sorted({p.layer for p in overall})
-layer = st.selectbox("MoE layer", layers, index=len(layers) - 1, key="training_layer",
-                     format_func=lambda x: f"layer {x}")  # fmt: skip
+layer = st.selectbox(
+    "MoE layer",
+    layers,
+    index=urlstate.index("training_layer", layers, len(layers) - 1),
+    key="training_layer",
+    format_func=lambda x: f"layer {x}",
+)
 domains = sorted({p.domain for p in history.points if p.domain})
-chosen = st.multiselect("Domains", domains, default=domains[:6], key="training_domains")
+chosen = st.multiselect(
+    "Domains",
+    domains,
+    default=urlstate.options("training_domains", domains, domains[:6]),
+    key="training_domains",
+)
+urlstate.remember("training_layer", layer)
+urlstate.remember("training_domains", chosen)
 per_domain = [p for p in history.points if p.layer == layer and p.domain in chosen]
 if per_domain:
     st.altair_chart(
