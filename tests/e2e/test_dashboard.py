@@ -5,6 +5,8 @@ Screenshots of every page go to $GLAMLAB_UI_ARTIFACTS (default /tmp) as ui-<page
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.e2e.conftest import ARTIFACTS
@@ -91,3 +93,62 @@ def test_html_in_a_text_stays_text(page, dialogs, dashboard_url):
 def hex_to_rgb(colour: str) -> str:
     r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgb({r}, {g}, {b})"
+
+
+def selectbox_text(page, label: str) -> str:
+    return page.get_by_role("combobox", name=label).first.input_value()
+
+
+def test_a_pasted_url_restores_the_view_and_the_url_follows_the_view(page, dashboard_url):
+    open_page(page, dashboard_url, "expert-profile?profile_expert=2&profile_min=5")
+    assert_no_errors(page)
+    assert "expert 2" in selectbox_text(page, "Expert")
+    assert page.get_by_label("Min. occurrences of a token", exact=True).input_value() == "5"
+    page.reload()  # a reload is a pasted URL too
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert "expert 2" in selectbox_text(page, "Expert")
+    # Changing the view rewrites the URL, so the link to share is the address bar's.
+    page.get_by_label("Min. occurrences of a token", exact=True).fill("7")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**profile_min=7**", timeout=30_000)
+    assert "profile_expert=2" in page.url and "profile_layer=1" in page.url
+    # A value the model does not have (a stale link) falls back to the page's default.
+    open_page(page, dashboard_url, "specialisation?special_by=predicted&special_expert=99")
+    assert_no_errors(page)
+    page.get_by_role("tab", name="Vocabulary").click()
+    checked = page.get_by_test_id("stRadio").filter(has_text="By").locator("input:checked")
+    assert checked.evaluate("el => el.closest('label').innerText.trim()") == "predicted"
+    assert "expert 0" in selectbox_text(page, "Expert")
+
+
+def download_button(page, kind: str):
+    """The first of the page's own download buttons for `kind` (not the chart toolbar's)."""
+    return page.get_by_test_id("stDownloadButton").filter(has_text=kind).first.locator("button")
+
+
+def test_charts_download_as_png_and_svg_and_tables_as_csv(page, dashboard_url):
+    open_page(page, dashboard_url, "load-balance")
+    page.wait_for_selector(CHART, timeout=30_000)
+    with page.expect_download() as png:
+        download_button(page, "PNG").click()
+    assert png.value.suggested_filename == "load-heatmap.png"
+    assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with page.expect_download() as svg:
+        download_button(page, "SVG").click()
+    assert Path(svg.value.path()).read_text().lstrip().startswith("<svg")
+    with page.expect_download() as csv:
+        download_button(page, "CSV").click()
+    assert csv.value.suggested_filename == "balance.csv"
+    header = Path(csv.value.path()).read_text().splitlines()[0]
+    assert header.startswith("layer,CV,MaxVio")
+    assert_no_errors(page)
+
+
+def test_japanese_shows_as_characters_not_byte_pieces(page, dashboard_url):
+    open_page(page, dashboard_url, "token-explorer")
+    text = "日本語の文章、十億円。"
+    analyse(page, text)
+    shown = "".join(page.locator(".glam-token").all_inner_texts())
+    assert "<0x" not in shown
+    assert shown.replace("▁", " ").strip().endswith("十億円。")
+    assert_no_errors(page)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, data, feedback, filters, urlstate
+from ui import charts, data, exports, feedback, filters, urlstate
 from ui import schemas as s
 from ui.client import Scope
 
@@ -55,7 +55,10 @@ with checkpoints_tab:
         result: s.SaturationResult | None = st.session_state.get("compare_saturation")
         if result is not None:
             title = f"{result.checkpoint_a} vs {result.checkpoint_b}"
-            st.altair_chart(charts.saturation_bars(result.layers, title), width="stretch")
+            exports.chart(
+                charts.saturation_bars(result.layers, title), "saturation-checkpoints",
+                width="stretch",
+            )  # fmt: skip
 
 with domains_tab:
     domains = feedback.attempt("Listing domains", data.domain_names) or []
@@ -82,7 +85,7 @@ with domains_tab:
             series = {first: by_domain[first].shares, second: by_domain[second].shares}
             title = f"Layer {layer}: share of each domain's tokens per expert"
             chart = charts.compare_share_bars(series, by_domain[first].baseline, title)
-            st.altair_chart(chart, width="stretch")
+            exports.chart(chart, f"domains-{first}-vs-{second}-layer-{layer}", width="stretch")
         losses = {d.domain: d for d in feedback.attempt("Reading loss", data.loss, Scope()) or []}
         cols = st.columns(2)
         for col, name in zip(cols, (first, second), strict=True):
@@ -117,8 +120,10 @@ with runs_tab:
                 series[f"run {run_id}"] = [e.share.value for e in loads[0].load.experts]
         if len(series) == 2:
             title = f"Layer {layer}: share of load per expert"
-            st.altair_chart(
-                charts.compare_share_bars(series, 1 / card.num_experts, title), width="stretch"
+            exports.chart(
+                charts.compare_share_bars(series, 1 / card.num_experts, title),
+                f"load-run-{run_a}-vs-run-{run_b}-layer-{layer}",
+                width="stretch",
             )
         st.caption(
             "Router saturation between the two runs (meaningful when they hold the same texts):"
@@ -136,6 +141,8 @@ with runs_tab:
                 )
                 for x in saturation
             ]
-            st.altair_chart(
-                charts.saturation_bars(layers, f"run {run_a} vs run {run_b}"), width="stretch"
+            exports.chart(
+                charts.saturation_bars(layers, f"run {run_a} vs run {run_b}"),
+                f"saturation-run-{run_a}-vs-run-{run_b}",
+                width="stretch",
             )

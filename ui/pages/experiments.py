@@ -7,7 +7,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from ui import charts, data, feedback
+from ui import charts, data, exports, feedback
 from ui import schemas as s
 from ui.whatif import NO_DROPS, capacity_label, capacity_outcomes
 
@@ -30,11 +30,12 @@ def show_ablation(result: s.AblationResult) -> None:
     )
     st.markdown(f"**Switched off** {switched}")
     if result.domains:
-        st.altair_chart(charts.loss_change_bars(result.domains), width="stretch")
-        st.dataframe(
+        exports.chart(charts.loss_change_bars(result.domains), "ablation-loss", width="stretch")
+        exports.table(
             pd.DataFrame([d.model_dump() for d in result.domains]).rename(
                 columns={"base_nll": "nll before", "ablated_nll": "nll experts off"}
             ),
+            "ablation-loss",
             hide_index=True,
         )
     st.subheader("Where their tokens went")
@@ -47,7 +48,9 @@ def show_ablation(result: s.AblationResult) -> None:
             f"{rerouting.changed_top1:.1%}",
             help="Share of all tokens; changes can cascade to later layers.",
         )
-        st.altair_chart(charts.rerouting_bars(rerouting), width="stretch")
+        exports.chart(
+            charts.rerouting_bars(rerouting), f"rerouting-layer-{rerouting.layer}", width="stretch"
+        )
 
 
 with ablation_tab:
@@ -126,8 +129,14 @@ with capacity_tab:
                     st.session_state["capacity_outcomes"] = capacity_outcomes(results)
     if outcomes := st.session_state.get("capacity_outcomes"):
         left, right = st.columns(2)
-        left.altair_chart(charts.capacity_drop_chart(outcomes), width="stretch")
-        right.altair_chart(charts.capacity_loss_chart(outcomes), width="stretch")
-        st.dataframe(pd.DataFrame([dataclasses.asdict(o) for o in outcomes]), hide_index=True)
+        exports.chart(
+            charts.capacity_drop_chart(outcomes), "capacity-drops", where=left, width="stretch"
+        )
+        exports.chart(
+            charts.capacity_loss_chart(outcomes), "capacity-loss", where=right, width="stretch"
+        )
+        exports.table(
+            pd.DataFrame([dataclasses.asdict(o) for o in outcomes]), "capacity", hide_index=True
+        )
     else:
         st.info("Type texts, pick capacity factors and compare.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, data, feedback, filters, tables, urlstate
+from ui import charts, data, exports, feedback, filters, tables, urlstate
 
 st.title("Expert profile")
 card = feedback.need("Reading the model card", data.model_card)
@@ -40,7 +40,11 @@ if profile.share is not None and profile.share_baseline:
 cols[2].metric("Domains seen", sum(1 for d in profile.domains if d.tokens))
 
 if profile.domains:
-    st.altair_chart(charts.domain_share_bars(profile.domains), width="stretch")
+    exports.chart(
+        charts.domain_share_bars(profile.domains),
+        f"expert-{expert}-layer-{layer}-domains",
+        width="stretch",
+    )
 
 st.subheader("Tokens it specialises in")
 st.caption(
@@ -49,14 +53,19 @@ st.caption(
 )
 left, right = st.columns(2)
 if profile.top_input_tokens:
-    left.altair_chart(
-        charts.vocab_bars(profile.top_input_tokens, k_over_e, "By input token"), width="stretch"
+    exports.chart(
+        charts.vocab_bars(profile.top_input_tokens, k_over_e, "By input token"),
+        f"expert-{expert}-layer-{layer}-input-tokens",
+        where=left,
+        width="stretch",
     )
 else:
     left.info(f"No input token seen {min_count}+ times. Lower the minimum or analyse more text.")
 if profile.top_predicted_tokens:
-    right.altair_chart(
+    exports.chart(
         charts.vocab_bars(profile.top_predicted_tokens, k_over_e, "By predicted next token"),
+        f"expert-{expert}-layer-{layer}-predicted-tokens",
+        where=right,
         width="stretch",
     )
 else:
@@ -64,10 +73,18 @@ else:
 
 st.subheader("Example contexts")
 if profile.examples:
-    st.dataframe(tables.examples_table(profile.examples), hide_index=True)
+    exports.table(
+        tables.examples_table(profile.examples),
+        f"expert-{expert}-layer-{layer}-examples",
+        hide_index=True,
+    )
 else:
     st.info("No example tokens stored for this expert yet.")
 
 st.subheader("Co-activated partners")
 if profile.partners:
-    st.altair_chart(charts.partner_bars(profile.partners, card.num_experts), width="stretch")
+    exports.chart(
+        charts.partner_bars(profile.partners, card.num_experts),
+        f"expert-{expert}-layer-{layer}-partners",
+        width="stretch",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import data, feedback, filters, live, tables
+from ui import data, exports, feedback, filters, live, tables
 from ui.client import ApiError
 
 BUILTIN, UPLOAD = "Built-in corpus", "Upload a JSONL"
@@ -55,8 +55,9 @@ jobs = feedback.need("Listing jobs", data.jobs)
 if not jobs:
     st.info("No jobs yet. Start one above: the built-in corpus fills every statistics page.")
 else:
-    st.dataframe(
+    exports.table(
         tables.jobs_table(jobs),
+        "jobs",
         hide_index=True,
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)
@@ -78,7 +79,7 @@ runs, more = feedback.need("Listing runs", data.runs)
 if not runs:
     st.info("No runs stored yet.")
     st.stop()
-st.dataframe(tables.runs_table(runs), hide_index=True)
+exports.table(tables.runs_table(runs), "runs", hide_index=True)
 by_id = {run.id: run for run in runs}
 left, middle, right = st.columns([2, 1, 1])
 run_id = left.selectbox(

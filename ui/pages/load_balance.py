@@ -6,7 +6,7 @@ import dataclasses
 
 import streamlit as st
 
-from ui import charts, data, feedback, filters, tables, urlstate
+from ui import charts, data, exports, feedback, filters, tables, urlstate
 
 st.title("Load balance")
 card = feedback.need("Reading the model card", data.model_card)
@@ -30,20 +30,22 @@ if not any(x.load.total for x in loads):
 
 st.subheader("Per-layer metrics")
 stats = feedback.need("Reading balance", data.balance, scope)
-st.dataframe(tables.balance_table(stats), hide_index=True)
+exports.table(tables.balance_table(stats), "balance", hide_index=True)
 st.caption(
     "The last row is what perfectly uniform routing would give. CV and MaxVio measure how "
     "uneven the load is (0 = even); load entropy 1 = even; aux loss 1 = balanced."
 )
 
 st.subheader("Load per expert")
-st.altair_chart(charts.load_heatmap(loads), width="stretch")
+exports.chart(charts.load_heatmap(loads), "load-heatmap", width="stretch")
 tabs = st.tabs([f"layer {x.layer}" for x in loads])
 for tab, x in zip(tabs, loads, strict=True):
-    tab.altair_chart(charts.expert_share_bars(x.load), width="stretch")
+    exports.chart(
+        charts.expert_share_bars(x.load), f"load-layer-{x.layer}", where=tab, width="stretch"
+    )
 
 st.subheader("Dropped by capacity")
-st.altair_chart(charts.drop_rate_bars(stats.routing), width="stretch")
+exports.chart(charts.drop_rate_bars(stats.routing), "drops-by-rank", width="stretch")
 widths = [8, 16, 32, 64, 128]
 bucket = st.select_slider(
     "Position bucket width (tokens)",
@@ -54,4 +56,4 @@ bucket = st.select_slider(
 urlstate.remember("balance_bucket", bucket)
 positions = feedback.attempt("Reading drops by position", data.positions, scope, bucket)
 if positions:
-    st.altair_chart(charts.drop_rate_by_position(positions, stats.routing))
+    exports.chart(charts.drop_rate_by_position(positions, stats.routing), "drops-by-position")

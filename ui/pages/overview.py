@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from ui import charts, data, feedback, live, tables
+from ui import charts, data, exports, feedback, live, tables
 from ui.client import Scope
 
 st.title("GLaM Routing Lab")
@@ -25,8 +26,14 @@ cols[4].metric(
 )
 with st.expander("Configuration and checkpoints"):
     st.json(card.config, expanded=False)
-    st.dataframe(
-        [{"checkpoint": c.name, "step": c.step, "sha256": c.sha256[:16]} for c in card.checkpoints],
+    exports.table(
+        pd.DataFrame(
+            [
+                {"checkpoint": c.name, "step": c.step, "sha256": c.sha256[:16]}
+                for c in card.checkpoints
+            ]
+        ),
+        "checkpoints",
         hide_index=True,
     )
 
@@ -44,18 +51,19 @@ cols[1].metric("Documents (pooled)", f"{sum(d.documents for d in losses):,}")
 cols[2].metric("Tokens (pooled)", f"{sum(d.tokens for d in losses):,}")
 cols[3].metric("Domains", len(losses))
 if losses:
-    st.altair_chart(charts.tokens_by_domain_bars(losses), width="stretch")
+    exports.chart(charts.tokens_by_domain_bars(losses), "tokens-by-domain", width="stretch")
 
 st.subheader("Load per layer and expert")
 loads = feedback.need("Reading expert load", data.load, Scope())
 if not any(x.load.total for x in loads):
     feedback.no_routing_data()
-st.altair_chart(charts.load_heatmap(loads), width="stretch")
+exports.chart(charts.load_heatmap(loads), "load-heatmap", width="stretch")
 
 st.subheader("Balance")
 balance = feedback.need("Reading balance", data.balance, Scope())
-st.dataframe(
+exports.table(
     tables.balance_table(balance),
+    "balance",
     hide_index=True,
     column_config={
         "drop (all choices)": st.column_config.NumberColumn(format="percent"),

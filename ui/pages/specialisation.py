@@ -6,7 +6,7 @@ import dataclasses
 
 import streamlit as st
 
-from ui import charts, data, feedback, filters, urlstate
+from ui import charts, data, exports, feedback, filters, urlstate
 
 st.title("Specialisation")
 card = feedback.need("Reading the model card", data.model_card)
@@ -23,7 +23,7 @@ domains_tab, vocab_tab, consecutive_tab, transitions_tab, coactivation_tab = st.
 )
 
 with domains_tab:
-    st.altair_chart(charts.domain_heatmap(specs), width="stretch")
+    exports.chart(charts.domain_heatmap(specs), f"domains-layer-{layer}", width="stretch")
     st.caption(
         "OLMoE eq. 7: of a domain's tokens, the share with the expert among their top-k. "
         "Orange: more than uniform routing would send, blue: less."
@@ -49,14 +49,17 @@ with vocab_tab:
     )
     if vocab and vocab[0].tokens:
         title = f"Layer {layer}, expert {expert}: share of each {by} token routed here"
-        st.altair_chart(charts.vocab_bars(vocab[0].tokens, vocab[0].baseline, title))
+        exports.chart(
+            charts.vocab_bars(vocab[0].tokens, vocab[0].baseline, title),
+            f"vocabulary-layer-{layer}-expert-{expert}-{by}",
+        )
     elif vocab is not None:
         st.info(f"No token occurs {min_count}+ times in this selection. Lower the minimum.")
 
 with consecutive_tab:
     rows = feedback.attempt("Reading consecutive routing", data.consecutive, scope)
     if rows:
-        st.altair_chart(charts.consecutive_bars(rows), width="stretch")
+        exports.chart(charts.consecutive_bars(rows), "consecutive", width="stretch")
         st.caption(
             "Mixtral table 5: adjacent tokens of a document with the same top-1 expert, and "
             "with overlapping top-k sets, against what random routing would give."
@@ -74,11 +77,15 @@ with transitions_tab:
             key="special_transition",
         )
         urlstate.remember("special_transition", names[pick])
-        st.altair_chart(charts.transitions_heatmap(pairs[pick]), width="stretch")
+        exports.chart(
+            charts.transitions_heatmap(pairs[pick]), f"transitions-{names[pick]}", width="stretch"
+        )
     else:
         st.info("Transitions need a model with two or more MoE layers.")
 
 with coactivation_tab:
     co = feedback.attempt("Reading co-activation", data.coactivation, at_layer)
     if co:
-        st.altair_chart(charts.coactivation_heatmap(co[0]), width="stretch")
+        exports.chart(
+            charts.coactivation_heatmap(co[0]), f"coactivation-layer-{layer}", width="stretch"
+        )

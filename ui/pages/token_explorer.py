@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from ui import charts, data, feedback, tables, tokens, urlstate
+from ui import charts, data, exports, feedback, tables, tokens, urlstate
 from ui import schemas as s
 from ui.filters import run_label
 from ui.whatif import NO_DROPS, capacity_label
@@ -163,8 +163,9 @@ def show(view: dict) -> None:
     cols[2].metric("Top-1 dropped", sum(not r.kept[0] for r in routes))
     cols[3].metric("Later choices dropped", sum(not kept for r in routes for kept in r.kept[1:]))
 
-    event = st.altair_chart(
+    event = exports.chart(
         charts.token_grid(toks, card.moe_layers, card.num_experts),
+        "token-grid",
         width="stretch",
         on_select="rerun",
         selection_mode=charts.TOKEN_SELECTION,
@@ -191,9 +192,9 @@ def show(view: dict) -> None:
     st.text(
         f"next-token nll {nll} · predicted next: {tokens.display_piece(token.predicted_piece)!r}"
     )
-    st.dataframe(tables.token_details(token), hide_index=True)
+    exports.table(tables.token_details(token), f"token-{position}", hide_index=True)
     with st.expander("Every token"):
-        st.dataframe(tables.tokens_table(toks), hide_index=True)
+        exports.table(tables.tokens_table(toks), "tokens", hide_index=True)
 
 
 sources = [TYPED, STORED, GENERATED]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, data, feedback, urlstate
+from ui import charts, data, exports, feedback, urlstate
 from ui.client import ApiError
 
 st.title("Training history")
@@ -35,15 +35,31 @@ st.caption(
     f"agree {history.saturation_baseline:.3f} (2/E)."
 )
 left, right = st.columns(2)
-left.altair_chart(
+exports.chart(
     charts.training_curves(overall, "saturation", baseline=history.saturation_baseline),
+    "training-saturation",
+    where=left,
     width="stretch",
 )
-right.altair_chart(charts.training_curves(overall, "drop_rate"), width="stretch")
-left.altair_chart(charts.training_curves(overall, "load_cv"), width="stretch")
-right.altair_chart(charts.training_curves(overall, "router_entropy"), width="stretch")
-left.altair_chart(charts.training_curves(overall, "loss"), width="stretch")
-right.altair_chart(charts.training_curves(overall, "dead_experts"), width="stretch")
+exports.chart(
+    charts.training_curves(overall, "drop_rate"), "training-drop_rate", where=right, width="stretch"
+)
+exports.chart(
+    charts.training_curves(overall, "load_cv"), "training-load_cv", where=left, width="stretch"
+)
+exports.chart(
+    charts.training_curves(overall, "router_entropy"),
+    "training-router_entropy",
+    where=right,
+    width="stretch",
+)
+exports.chart(charts.training_curves(overall, "loss"), "training-loss", where=left, width="stretch")
+exports.chart(
+    charts.training_curves(overall, "dead_experts"),
+    "training-dead_experts",
+    where=right,
+    width="stretch",
+)
 
 st.subheader("Saturation per domain")
 layers = sorted({p.layer for p in overall})
@@ -65,8 +81,9 @@ urlstate.remember("training_layer", layer)
 urlstate.remember("training_domains", chosen)
 per_domain = [p for p in history.points if p.layer == layer and p.domain in chosen]
 if per_domain:
-    st.altair_chart(
+    exports.chart(
         charts.training_curves(per_domain, "saturation", baseline=history.saturation_baseline),
+        f"training-saturation-layer-{layer}-by-domain",
         width="stretch",
     )
 else:
