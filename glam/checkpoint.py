@@ -96,7 +96,12 @@ def save(
 
 
 def params_sha256(path: Path | str) -> str:
-    """A digest of the parameter files, stable across copies of the directory."""
+    """A digest of the parameter files, stable across copies of the directory: the
+    `params/` files of a GLaM directory, the safetensors of a Hugging Face one."""
+    from glam.families.loader import is_hf_dir, weights_sha256
+
+    if is_hf_dir(path):
+        return weights_sha256(path)
     digest = hashlib.sha256()
     params = Path(path) / PARAMS_DIR
     for file in sorted(p for p in params.rglob("*") if p.is_file()):

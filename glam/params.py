@@ -8,6 +8,7 @@ import math
 from flax import nnx
 
 from glam.config import GlamConfig
+from glam.families.config import HFMoEConfig
 from glam.model import Glam
 
 
@@ -32,7 +33,13 @@ def abstract_model(cfg: GlamConfig) -> Glam:
     return nnx.eval_shape(create)
 
 
-def count_params(cfg: GlamConfig) -> ParamCount:
+def count_params(cfg: GlamConfig | HFMoEConfig) -> ParamCount:
+    """Total, activated, expert and embedding parameters of a GLaM or an imported model."""
+    if isinstance(cfg, HFMoEConfig):
+        # Imported lazily: glam.families.model imports ParamCount from here.
+        from glam.families.model import count_params as count_imported
+
+        return count_imported(cfg)
     model = abstract_model(cfg)
     sizes = {
         path: math.prod(variable.get_value().shape)
