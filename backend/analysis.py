@@ -65,9 +65,17 @@ def route_request(
     """Check the routing options against the model; 422 with the reason when wrong.
 
     `capacity_factor` "no-drops" is unlimited capacity (the model's forward takes inf).
+    An imported model's router is dropless: it has no capacity to override, so a factor is
+    a 422 (docs/FAMILIES.md), and "no-drops" is what it always does.
     """
     if capacity_factor == NO_DROPS:
         capacity_factor = math.inf
+    if capacity_factor is not None and not math.isinf(capacity_factor) and state.registry.imported:
+        cfg = state.registry.main.config
+        raise bad_request(
+            f"capacity_factor: {cfg.name} ({cfg.family}) is a dropless model: its router "
+            'never drops a token, so it has no capacity to override; send null or "no-drops"'
+        )
     if checkpoint not in state.registry.names:
         raise bad_request(
             f"unknown checkpoint {checkpoint!r}; registered: {', '.join(state.registry.names)}"

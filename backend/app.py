@@ -87,7 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("database unavailable at start: %s", error)
         batcher.start()
         state.jobs = JobRunner(state)
-        if settings.analyze_builtin_on_start:
+        analyze_builtin = settings.analyze_builtin_on_start
+        if analyze_builtin is None:
+            analyze_builtin = not registry.imported
+        if analyze_builtin:
             _queue_builtin_analysis(state)
         state.jobs.start()
         try:

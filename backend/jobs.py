@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from backend.batching import RouteRequest, run_batch
 from backend.deps import AppState
-from glam import windows
+from glam import checkpoint, windows
 from glam.corpus import Record, read_corpus
 from glam.trace import RoutingTrace
 from storage import ingest
@@ -51,7 +51,12 @@ class ClaimLost(RuntimeError):
 
 
 def builtin_corpus_path(state: AppState) -> Path:
-    return state.registry.main.path.parent / BUILTIN_CORPUS
+    """The corpus beside the served checkpoint; an imported model's directory ships none,
+    so it is the shipped GLaM's (text and domains, which any tokenizer reads)."""
+    beside = state.registry.main.path.parent / BUILTIN_CORPUS
+    if beside.exists() or not state.registry.imported:
+        return beside
+    return checkpoint.shipped_dir().parent / BUILTIN_CORPUS
 
 
 def builtin_records(state: AppState, split: str | None) -> list[Record]:

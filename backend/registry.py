@@ -2,6 +2,8 @@
 
 Only registered checkpoints are loadable (by name, never by path from a request): the
 served one ("final") and an earlier one ("early", for router saturation), loaded lazily.
+Either may be a GLaM directory or an imported Hugging Face MoE directory (glam.families);
+the shipped early checkpoint is registered by default only beside the shipped final one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 
 from glam import checkpoint
 from glam.checkpoint import Loaded
+from glam.config import GlamConfig
+from glam.families.config import HFMoEConfig
 from glam.model import Glam
 from glam.params import count_params
 from storage.errors import NotFound
@@ -33,9 +37,18 @@ class ModelRegistry:
     """Named checkpoints of one model shape; `get(name)` loads on first use."""
 
     def __init__(self, final: Path | None, early: Path | None):
-        self._paths = {"final": Path(final) if final else checkpoint.shipped_dir("final")}
-        early_path = Path(early) if early else checkpoint.shipped_dir("early")
-        if early_path.exists():
+        shipped = checkpoint.shipped_dir("final")
+        final_path = Path(final) if final else shipped
+        self._paths = {"final": final_path}
+        # The shipped early checkpoint only makes sense beside the shipped final one: any
+        # other model (an imported one, a model trained here) has another shape or history.
+        if early:
+            early_path: Path | None = Path(early)
+        elif final_path.resolve() == shipped.resolve():
+            early_path = checkpoint.shipped_dir("early")
+        else:
+            early_path = None
+        if early_path is not None and early_path.exists():
             self._paths["early"] = early_path
         self._loaded: dict[str, Loaded] = {}
         self._lock = threading.Lock()
@@ -61,6 +74,16 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return list(self._paths)
 
+    @property
+    def imported(self) -> bool:
+        """Whether the served model is an imported (Hugging Face) one rather than a GLaM."""
+        return not isinstance(self.main.config, GlamConfig)
+
+    @property
+    def family(self) -> str:
+        """The model family: glam, or an imported model's config.json model_type."""
+        return "glam" if not self.imported else self.main.config.family
+
     def info(self, name: str) -> CheckpointInfo:
         if name not in self._infos:
             raise UnknownCheckpoint(name)
@@ -75,6 +98,14 @@ class ModelRegistry:
                 f"unknown checkpoint {name!r}; registered: {', '.join(self._paths)}"
             )
         loaded = self._load(name)
-        if loaded.config.replace(name="") != self.main.config.replace(name=""):
+        if _shape(loaded.config) != _shape(self.main.config):
             raise UnknownCheckpoint(f"checkpoint {name!r} has another shape than the model")
         return loaded.model
+
+
+def _shape(config: GlamConfig | HFMoEConfig) -> GlamConfig | HFMoEConfig:
+    """The config with what may differ between checkpoints of one model blanked out: the
+    name, and an imported model's config.json as read (paths, versions, dtypes)."""
+    if isinstance(config, HFMoEConfig):
+        return config.replace(name="", source="{}")
+    return config.replace(name="")

@@ -171,6 +171,10 @@ class CheckpointOut(BaseModel):
 
 class ModelCard(BaseModel):
     name: str
+    family: str = Field(
+        description='"glam", or an imported checkpoint\'s family (config.json model_type: '
+        "mixtral, olmoe, qwen2_moe, qwen3_moe, deepseek_v3)"
+    )
     preset: str
     config: dict
     num_experts: int

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
         default=None, description="model directory to serve (default: the shipped model)"
     )
     early_checkpoint: Path | None = Field(
-        default=None, description="a second checkpoint for saturation (default: shipped early)"
+        default=None,
+        description="a second checkpoint for saturation (default: the shipped early one when "
+        "the shipped model is served, else none)",
     )
     api_key: SecretStr | None = Field(
         default=None, description="when set, writes and model compute need X-API-Key"
@@ -53,8 +55,12 @@ class Settings(BaseSettings):
         "while the model was busy",
     )
     max_batch_size: int = Field(default=32, ge=1)
-    analyze_builtin_on_start: bool = Field(
-        default=True, description="analyse the built-in validation corpus into an empty store"
+    # None: on for a GLaM checkpoint (the shipped model takes minutes on a CPU), off for an
+    # imported one, for which the same corpus can take hours at billions of parameters.
+    analyze_builtin_on_start: bool | None = Field(
+        default=None,
+        description="analyse the built-in validation corpus into an empty store; default: "
+        "true for GLaM checkpoints, false for imported (Hugging Face) ones",
     )
     job_chunk_documents: int = Field(default=16, ge=1, description="documents per job commit")
     job_lease_s: float = Field(

@@ -20,6 +20,7 @@ def model_card(state: StateDep) -> ModelCard:
     cfg = state.registry.main.config
     return ModelCard(
         name=cfg.name,
+        family=state.registry.family,
         preset=cfg.name,
         config=cfg.to_dict(),
         num_experts=cfg.num_experts,
