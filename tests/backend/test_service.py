@@ -88,6 +88,7 @@ def test_what_is_missing_is_still_404_and_a_lost_database_503(client, monkeypatc
 def test_model_card(client):
     card = client.get("/v1/model").json()
     assert card["name"] == "test-glam" and card["num_experts"] == 4
+    assert card["family"] == "glam" and card["top_k"] == 2
     assert card["moe_layers"] == [1]
     assert card["params_total"] > card["params_activated"] > 0
     assert [c["name"] for c in card["checkpoints"]] == ["final", "early"]
