@@ -263,3 +263,15 @@ def test_builtin_corpus_analysis_is_off_by_default_for_an_imported_model(checkpo
         )
         with TestClient(create_app(settings)) as client:
             assert len(client.get("/v1/jobs").json()) == jobs
+
+
+def test_ablation_reroutes_over_all_experts(served):
+    first = served.runs["prose"]["documents"][0]["tokens"][0]["routes"][0]["experts"][0]
+    response = served.client.post(
+        "/v1/experiments/ablation", json={"texts": TEXTS["prose"], "ablate": {"1": [first]}}
+    )
+    assert response.status_code == 200, response.text
+    rerouting = {r["layer"]: r for r in response.json()["rerouting"]}
+    assert rerouting[1]["affected_tokens"] >= 1
+    assert len(rerouting[1]["new_experts"]) == served.num_experts
+    assert rerouting[1]["new_experts"][first] == 0  # switched off: nothing goes there
