@@ -12,10 +12,19 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from glam.trace import RoutingTrace
+
+
+class _HasDomain(Protocol):
+    domain: str
+
+
+R = TypeVar("R", bound=_HasDomain)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,3 +125,23 @@ class Saturation:
             )
             for layer, n in sorted(self._tokens.items())
         ]
+
+
+def stratified(
+    records: Sequence[R], per_domain: int, domains: Sequence[str] | None = None
+) -> list[R]:
+    """A sample of the built-in corpus that means what it says: the first `per_domain`
+    records of every domain (or of `domains`), in corpus order. An unknown domain is a
+    ValueError naming the known ones."""
+    known = list(dict.fromkeys(r.domain for r in records))
+    wanted = known if domains is None else list(dict.fromkeys(domains))
+    unknown = [d for d in wanted if d not in known]
+    if unknown:
+        raise ValueError(f"no built-in documents of {unknown}; domains are {known}")
+    taken: collections.Counter[str] = collections.Counter()
+    sample = []
+    for record in records:
+        if record.domain in wanted and taken[record.domain] < per_domain:
+            taken[record.domain] += 1
+            sample.append(record)
+    return sample

@@ -336,12 +336,16 @@ class ApiClient:
         *,
         texts: Sequence[str] | None = None,
         domain: str = "user",
-        corpus_limit: int = 64,
+        per_domain: int = 4,
+        corpus_domains: Sequence[str] | None = None,
     ) -> s.AblationResult:
+        """On `texts`, or on a stratified sample of the built-in corpus: the first
+        `per_domain` documents of every domain (or of `corpus_domains`)."""
         body: dict[str, Any] = {
             "ablate": {str(k): list(v) for k, v in ablate.items()},
             "domain": domain,
-            "corpus_limit": corpus_limit,
+            "per_domain": per_domain,
+            "corpus_domains": list(corpus_domains) if corpus_domains else None,
         }
         if texts:
             body["texts"] = list(texts)
@@ -353,12 +357,14 @@ class ApiClient:
         checkpoint_b: str,
         *,
         texts: Sequence[str] | None = None,
-        corpus_limit: int = 64,
+        per_domain: int = 4,
+        corpus_domains: Sequence[str] | None = None,
     ) -> s.SaturationResult:
         body: dict[str, Any] = {
             "checkpoint_a": checkpoint_a,
             "checkpoint_b": checkpoint_b,
-            "corpus_limit": corpus_limit,
+            "per_domain": per_domain,
+            "corpus_domains": list(corpus_domains) if corpus_domains else None,
         }
         if texts:
             body["texts"] = list(texts)

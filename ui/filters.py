@@ -93,3 +93,33 @@ def expert_picker(card: s.ModelCard, layer: int, *, key: str, where=st) -> int:
     )
     urlstate.remember(key, expert)
     return expert
+
+
+def corpus_sample(prefix: str) -> tuple[int, list[str]]:
+    """How to sample the built-in corpus when no texts are given: documents per domain, and
+    which domains (none picked: all). Stratified, so every domain is measured."""
+    left, right = st.columns([1, 3])
+    per_domain = left.number_input(
+        "Built-in documents per domain", min_value=1, max_value=500, value=4,
+        key=f"{prefix}_per_domain",
+    )  # fmt: skip
+    domains = right.multiselect(
+        "Domains of the built-in corpus",
+        feedback.attempt("Listing domains", data.domain_names) or [],
+        key=f"{prefix}_domains",
+        placeholder="all domains",
+    )
+    return int(per_domain), list(domains)
+
+
+def sample_caption(sample: s.Sample) -> str:
+    """What an experiment measured, in words."""
+    total = sum(sample.documents.values())
+    if sample.source == "texts":
+        return f"Measured on the {total} texts given."
+    counts = sorted(set(sample.documents.values()))
+    each = f"{counts[0]} of each" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} of each"
+    return (
+        f"Measured on {total} built-in validation documents, {each} of "
+        f"{len(sample.documents)} domains: {', '.join(sample.documents)}."
+    )

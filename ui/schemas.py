@@ -341,8 +341,16 @@ class Rerouting(_Model):
     new_experts: list[float]  # where the affected tokens' new assignments went
 
 
+class Sample(_Model):
+    """What an experiment measured: documents per domain, from texts or the built-in corpus."""
+
+    source: str  # texts | builtin
+    documents: dict[str, int]
+
+
 class AblationResult(_Model):
     ablate: dict[int, list[int]]
+    sample: Sample
     domains: list[DomainEffect]
     rerouting: list[Rerouting]
 
@@ -357,6 +365,7 @@ class LayerSaturation(_Model):
 class SaturationResult(_Model):
     checkpoint_a: str
     checkpoint_b: str
+    sample: Sample
     layers: list[LayerSaturation]
 
 

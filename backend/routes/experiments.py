@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,9 +23,23 @@ router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 class TextsOrCorpus(BaseModel):
     texts: list[str] | None = Field(default=None, description="texts to test on")
     domain: str = Field(default="user", min_length=1, max_length=64)
-    corpus_limit: int = Field(
-        default=64, ge=1, le=2000, description="without texts: this many built-in documents"
+    per_domain: int = Field(
+        default=4,
+        ge=1,
+        le=500,
+        description="without texts: a stratified sample of the built-in validation corpus, "
+        "the first this many documents of every domain (or of `corpus_domains`)",
     )
+    corpus_domains: list[str] | None = Field(
+        default=None, description="without texts: only these domains of the built-in corpus"
+    )
+
+
+class Sample(BaseModel):
+    """What an experiment measured: documents per domain."""
+
+    source: Literal["texts", "builtin"]
+    documents: dict[str, int]
 
 
 class AblationRequest(TextsOrCorpus):
@@ -35,6 +51,7 @@ class AblationRequest(TextsOrCorpus):
 
 class AblationResponse(BaseModel):
     ablate: dict[int, list[int]]
+    sample: Sample
     domains: list[experiments.DomainEffect]
     rerouting: list[experiments.Rerouting]
 
@@ -48,6 +65,7 @@ class SaturationRequest(TextsOrCorpus):
 class SaturationResponse(BaseModel):
     checkpoint_a: str
     checkpoint_b: str
+    sample: Sample
     layers: list[experiments.LayerSaturation]
 
 
@@ -57,9 +75,13 @@ def _inputs(state: AppState, body: TextsOrCorpus) -> tuple[list[list[int]], list
     if body.texts:
         return analysis.tokenize(state, body.texts), [body.domain] * len(body.texts)
     try:
-        records = job_logic.builtin_records(state, "validation")[: body.corpus_limit]
+        records = job_logic.builtin_records(state, "validation")
     except NotFound as error:  # no built-in corpus
         raise HTTPException(422, f"{error}; pass texts instead") from None
+    try:
+        records = experiments.stratified(records, body.per_domain, body.corpus_domains)
+    except ValueError as error:
+        raise HTTPException(422, f"corpus_domains: {error}") from None
     tokenizer = state.registry.main.tokenizer
     documents, domains = [], []
     for record, ids in zip(records, tokenizer.encode_batch([r.text for r in records]), strict=True):
@@ -67,6 +89,13 @@ def _inputs(state: AppState, body: TextsOrCorpus) -> tuple[list[list[int]], list
             documents.append(ids)
             domains.append(record.domain)
     return documents, domains
+
+
+def _sample(body: TextsOrCorpus, domains: list[str]) -> Sample:
+    return Sample(
+        source="texts" if body.texts else "builtin",
+        documents=dict(sorted(collections.Counter(domains).items())),
+    )
 
 
 async def _in_slices(state: AppState, documents: list[list[int]], options: RouteRequest):
@@ -105,7 +134,10 @@ async def ablation(body: AblationRequest, state: StateDep) -> AblationResponse:
     async for (start, base), (_, ablated) in _zip(base_slices, ablated_slices):
         effect.add(base, ablated, domains[start : start + step])
     return AblationResponse(
-        ablate=body.ablate, domains=effect.domains(), rerouting=effect.rerouting()
+        ablate=body.ablate,
+        sample=_sample(body, domains),
+        domains=effect.domains(),
+        rerouting=effect.rerouting(),
     )
 
 
@@ -118,12 +150,15 @@ async def ablation(body: AblationRequest, state: StateDep) -> AblationResponse:
 async def saturation(body: SaturationRequest, state: StateDep) -> SaturationResponse:
     options_a = analysis.route_request(state, checkpoint=body.checkpoint_a)
     options_b = analysis.route_request(state, checkpoint=body.checkpoint_b)
-    sequences, _ = await asyncio.to_thread(_inputs, state, body)
+    sequences, domains = await asyncio.to_thread(_inputs, state, body)
     config = state.registry.main.config
     result = experiments.Saturation(config.num_experts, config.top_k)
     slices = _zip(_in_slices(state, sequences, options_a), _in_slices(state, sequences, options_b))
     async for (_, trace_a), (_, trace_b) in slices:
         result.add(trace_a, trace_b)
     return SaturationResponse(
-        checkpoint_a=body.checkpoint_a, checkpoint_b=body.checkpoint_b, layers=result.layers()
+        checkpoint_a=body.checkpoint_a,
+        checkpoint_b=body.checkpoint_b,
+        sample=_sample(body, domains),
+        layers=result.layers(),
     )

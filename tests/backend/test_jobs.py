@@ -320,7 +320,7 @@ def test_long_documents_are_one_document_with_continuous_positions_in_jobs_and_e
     assert longest > 3 * 8  # the documents really span several windows
 
     effect = client.post(
-        "/v1/experiments/ablation", json={"ablate": {"1": [0]}, "corpus_limit": 100}
+        "/v1/experiments/ablation", json={"ablate": {"1": [0]}, "per_domain": 100}
     ).json()
     for domain in effect["domains"]:
         expected = losses[domain["domain"]]

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from glam.corpus import read_corpus
 from storage import queries
 
 
@@ -174,7 +175,7 @@ def test_export_csv_and_parquet_hold_every_token_layer_and_choice(client):
     assert client.get(f"/v1/runs/{run_id}/export", params={"format": "xml"}).status_code == 422
 
 
-def test_ablation_experiment_reports_loss_change_and_rerouting(client):
+def test_ablation_experiment_reports_loss_change_and_rerouting(client, corpus_path):
     texts = ["def add(a, b):\n    return a + b", "こんにちは。お元気ですか？"]
     baseline = client.post("/v1/analyze", json={"texts": texts, "store": False}).json()
     routes = [t["routes"][0] for d in baseline["documents"] for t in d["tokens"]]
@@ -212,15 +213,29 @@ def test_ablation_experiment_reports_loss_change_and_rerouting(client):
     assert lone.json()["rerouting"][0]["affected_tokens"] == int(
         0 in single["documents"][0]["tokens"][0]["routes"][0]["experts"]
     )
-    # Without texts, the built-in corpus's validation documents, labelled by their domains.
+    assert lone.json()["sample"] == {"source": "texts", "documents": {"one": 1}}
+    # Without texts, a stratified sample of the built-in validation documents: the first
+    # `per_domain` of every domain, labelled by their domains, and the response says so.
     corpus = client.post(
-        "/v1/experiments/ablation", json={"ablate": {"1": [1]}, "corpus_limit": 6}
+        "/v1/experiments/ablation", json={"ablate": {"1": [1]}, "per_domain": 2}
     ).json()
-    # The first six are the code and English prose ones (tests/conftest.py writes them so).
-    assert [(d["domain"], d["tokens"] > 0) for d in corpus["domains"]] == [
-        ("code", True),
-        ("prose-en", True),
-    ]
+    validation = [r.domain for r in read_corpus(corpus_path, "validation")]
+    every = sorted(set(validation))
+    assert corpus["sample"] == {
+        "source": "builtin",
+        "documents": {d: min(2, validation.count(d)) for d in every},
+    }
+    assert [d["domain"] for d in corpus["domains"]] == every and len(every) > 2
+    assert all(d["tokens"] > 0 for d in corpus["domains"])
+    some = client.post(
+        "/v1/experiments/ablation",
+        json={"ablate": {"1": [1]}, "per_domain": 1, "corpus_domains": [every[-1]]},
+    ).json()
+    assert some["sample"]["documents"] == {every[-1]: 1}
+    unknown = client.post(
+        "/v1/experiments/ablation", json={"ablate": {"1": [1]}, "corpus_domains": ["klingon"]}
+    )
+    assert unknown.status_code == 422 and "klingon" in unknown.json()["detail"]
 
 
 def test_saturation_experiment(client):

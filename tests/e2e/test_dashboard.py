@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from glam.corpus import read_corpus
 from tests.e2e.conftest import ARTIFACTS
 from ui.palette import expert_colours
 
@@ -152,3 +153,21 @@ def test_japanese_shows_as_characters_not_byte_pieces(page, dashboard_url):
     assert "<0x" not in shown
     assert shown.replace("▁", " ").strip().endswith("十億円。")
     assert_no_errors(page)
+
+
+def test_an_ablation_on_the_built_in_corpus_samples_every_domain(page, dashboard_url, corpus_path):
+    open_page(page, dashboard_url, "experiments")
+    picker = page.get_by_role("combobox", name="Layer 1: experts off")
+    picker.fill("expert 0")  # the picker searches ids and the experts' domains
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Run the ablation").click()
+    caption = page.get_by_text("built-in validation documents").first
+    try:
+        caption.wait_for(timeout=120_000)
+    finally:
+        page.screenshot(path=ARTIFACTS / "ui-experiments-ablation.png")
+    domains = sorted({r.domain for r in read_corpus(corpus_path, "validation")})
+    assert caption.inner_text().endswith(f"{len(domains)} domains: {', '.join(domains)}.")
+    assert_no_errors(page)
+    page.screenshot(path=ARTIFACTS / "ui-experiments-ablation.png")

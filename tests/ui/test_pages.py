@@ -267,7 +267,7 @@ def test_compare_runs_and_checkpoints(open_page, live_api):
     want = api(
         live_api,
         "/v1/experiments/saturation",
-        {"checkpoint_a": "early", "checkpoint_b": "final", "texts": texts, "corpus_limit": 64},
+        {"checkpoint_a": "early", "checkpoint_b": "final", "texts": texts},
     )
     bars = frame_of(titled(app, "early vs final"), "saturation")
     assert dict(zip(bars["layer"], bars["saturation"], strict=True)) == pytest.approx(
@@ -283,7 +283,7 @@ def test_experiments_ablation_and_capacity_what_if(open_page, live_api):
     app.text_area(key="ablation_texts").set_value(text)
     app = click(app, "Run the ablation")
     assert_clean(app)
-    ablation = {"ablate": {"1": [0, 1]}, "texts": [text], "domain": "user", "corpus_limit": 64}
+    ablation = {"ablate": {"1": [0, 1]}, "texts": [text], "domain": "user"}
     want = api(live_api, "/v1/experiments/ablation", ablation)
     bars = frame_of(titled(app, "Loss change"), "effect")
     assert dict(zip(bars["domain"], bars["delta"], strict=True)) == pytest.approx(

@@ -39,7 +39,7 @@ with checkpoints_tab:
         raw = st.text_area(
             "Texts, one per line (empty: the built-in validation corpus)", key="compare_texts"
         )
-        limit = st.number_input("Corpus documents", min_value=1, max_value=2000, value=64)
+        per_domain, sample_domains = filters.corpus_sample("compare")
         if st.button("Compare checkpoints", type="primary"):
             with st.spinner("Running both checkpoints..."):
                 result = feedback.attempt(
@@ -48,13 +48,15 @@ with checkpoints_tab:
                     a,
                     b,
                     texts=_texts(raw) or None,
-                    corpus_limit=int(limit),
+                    per_domain=per_domain,
+                    corpus_domains=sample_domains,
                 )
             if result is not None:
                 st.session_state["compare_saturation"] = result
         result: s.SaturationResult | None = st.session_state.get("compare_saturation")
         if result is not None:
             title = f"{result.checkpoint_a} vs {result.checkpoint_b}"
+            st.caption(filters.sample_caption(result.sample))
             exports.chart(
                 charts.saturation_bars(result.layers, title), "saturation-checkpoints",
                 width="stretch",

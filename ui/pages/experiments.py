@@ -7,8 +7,9 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from ui import charts, data, exports, feedback
+from ui import charts, data, exports, feedback, filters
 from ui import schemas as s
+from ui.client import POOLED
 from ui.whatif import NO_DROPS, capacity_label, capacity_outcomes
 
 # None: the model's own factor. 64 (the API's maximum) keeps every assignment: C >= S.
@@ -29,6 +30,7 @@ def show_ablation(result: s.AblationResult) -> None:
         for layer, experts in result.ablate.items()
     )
     st.markdown(f"**Switched off** {switched}")
+    st.caption(filters.sample_caption(result.sample))
     if result.domains:
         exports.chart(charts.loss_change_bars(result.domains), "ablation-loss", width="stretch")
         exports.table(
@@ -59,22 +61,25 @@ with ablation_tab:
         "set to -inf before the top-k choice): per-domain change in next-token loss, and "
         "where the tokens that used them were sent instead."
     )
-    cols = st.columns(len(card.moe_layers))
+    cols = st.columns(min(len(card.moe_layers), 4))
     ablate = {}
-    for col, layer in zip(cols, card.moe_layers, strict=True):
-        experts = col.multiselect(
-            f"Layer {layer}: experts off", range(card.num_experts), key=f"ablate_{layer}"
+    specs = feedback.attempt("Reading domains", data.domains, POOLED) or []
+    for index, layer in enumerate(card.moe_layers):
+        labels = filters.expert_labels([d for d in specs if d.layer == layer], card.num_experts)
+        experts = cols[index % len(cols)].multiselect(
+            f"Layer {layer}: experts off",
+            range(card.num_experts),
+            key=f"ablate_{layer}",
+            format_func=labels.__getitem__,
+            placeholder="type an id or a domain",
         )
         if experts:
             ablate[layer] = list(experts)
     raw = st.text_area(
         "Texts, one per line (empty: the built-in validation corpus)", key="ablation_texts"
     )
-    left, right = st.columns(2)
-    domain = left.text_input("Domain label of the texts", value="user", key="ablation_domain")
-    limit = right.number_input(
-        "Corpus documents", min_value=1, max_value=2000, value=64, key="ablation_limit"
-    )
+    domain = st.text_input("Domain label of the texts", value="user", key="ablation_domain")
+    per_domain, sample_domains = filters.corpus_sample("ablation")
     if st.button("Run the ablation", type="primary", disabled=not ablate):
         with st.spinner("Running the texts with and without those experts..."):
             result = feedback.attempt(
@@ -83,7 +88,8 @@ with ablation_tab:
                 ablate,
                 texts=_texts(raw) or None,
                 domain=domain or "user",
-                corpus_limit=int(limit),
+                per_domain=per_domain,
+                corpus_domains=sample_domains,
             )
         if result is not None:
             st.session_state["ablation_result"] = result
