@@ -16,7 +16,7 @@ import pandas as pd
 
 from ui import schemas as s
 from ui.palette import expert_colours
-from ui.tokens import display_piece, route_at
+from ui.tokens import display_piece, route_at, vocab_label
 from ui.whatif import CapacityOutcome
 
 BASELINE_COLOUR = "#333333"
@@ -285,7 +285,7 @@ def vocab_bars(tokens: Sequence[s.TokenShare], baseline: float, title: str) -> a
     frame = pd.DataFrame(
         [
             {
-                "token": f"{display_piece(t.piece)!r} #{t.token_id}",
+                "token": f"{vocab_label(t.piece)} #{t.token_id}",
                 "share": t.share,
                 "count": t.count,
                 "with_expert": t.with_expert,
@@ -667,6 +667,7 @@ def token_grid(
     )
 
 
+INTEGER_METRICS = {"dead_experts"}
 TRAINING_METRICS = {
     "saturation": "router saturation vs the last step",
     "top1_agreement": "top-1 agreement with the last step",
@@ -704,7 +705,18 @@ def training_curves(
         .mark_line(point=True)
         .encode(
             x=alt.X("step:Q", scale=alt.Scale(type="log"), title="training step (log)"),
-            y=alt.Y("value:Q", title=title),
+            # Counts (dead experts) on whole numbers; an all-zero curve still gets a 0-1 axis
+            # instead of ticks at 0.000000.
+            y=alt.Y(
+                "value:Q",
+                title=title,
+                axis=alt.Axis(format="d", tickMinStep=1)
+                if metric in INTEGER_METRICS
+                else alt.Axis(),
+                scale=alt.Scale(domainMin=0, domainMax=1)
+                if not frame["value"].fillna(0).any()
+                else alt.Scale(zero=False),
+            ),
             color=alt.Color(f"{series}:N", title=series),
             tooltip=[
                 f"{series}:N",
@@ -713,6 +725,6 @@ def training_curves(
                 alt.Tooltip("value:Q", format=".3f", title=metric),
             ],
         )
-        .properties(title=title, height=260)
+        .properties(title=alt.TitleParams(title, anchor="start", offset=10), height=260)
     )
     return lines if baseline is None else alt.layer(lines, _baseline_rule(baseline))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ui import schemas as s
-from ui.tokens import display_piece
+from ui.tokens import display_piece, pieces_text
 
 BASELINE_ROW = "uniform baseline"
 
@@ -85,9 +85,9 @@ def examples_table(examples: Sequence[s.ExpertExample]) -> pd.DataFrame:
         [
             {
                 "domain": x.domain,
-                "before": "".join(display_piece(p) for p in x.before),
+                "before": pieces_text(x.before),
                 "token": display_piece(x.piece),
-                "after": "".join(display_piece(p) for p in x.after),
+                "after": pieces_text(x.after),
                 "rank": f"top-{x.rank}",
                 "gate": x.gate,
                 "document": x.document_id,

@@ -39,42 +39,79 @@ def display_piece(piece: str | None) -> str:
     return piece.replace(SPACE_MARK, " ")
 
 
-def _byte(piece: str | None) -> int | None:
-    match = BYTE_PIECE.fullmatch(piece or "")
-    return int(match.group(1), 16) if match else None
+def piece_bytes(piece: str | None) -> bytes:
+    """The bytes a piece stands for: its text in UTF-8 (▁ as a space), `<0xHH>` as byte HH.
+    A piece may mix both (`▁<0xE6>`: a space and the lead byte of a character)."""
+    out = bytearray()
+    for part in re.split(r"(<0x[0-9A-Fa-f]{2}>)", (piece or "").replace(SPACE_MARK, " ")):
+        if match := BYTE_PIECE.fullmatch(part):
+            out.append(int(match.group(1), 16))
+        else:
+            out += part.encode()
+    return bytes(out)
 
 
-def _utf8_length(lead: int) -> int:
-    """Bytes in the UTF-8 sequence that starts with `lead` (0: not a lead byte)."""
-    for length, (low, high) in ((2, (0xC2, 0xDF)), (3, (0xE0, 0xEF)), (4, (0xF0, 0xF4))):
-        if low <= lead <= high:
-            return length
-    return 0
+def _spells_nothing_alone(piece: str | None) -> bool:
+    """Whether the piece holds a byte that is no character on its own (part of a
+    multi-byte UTF-8 character spelt over several tokens)."""
+    if not piece or not BYTE_PIECE.search(piece):
+        return False
+    try:
+        piece_bytes(piece).decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+MAX_SPELLING = 4  # a UTF-8 character is at most 4 bytes, so at most 4 tokens
 
 
 def spelled_groups(tokens: Sequence[Token]) -> list[tuple[list[Token], str | None]]:
-    """The tokens in display units: a run of byte-fallback pieces that spells one UTF-8
-    character becomes one unit with that character; every other token is a unit alone
-    (None: show its own piece)."""
+    """The tokens in display units: tokens whose bytes together spell characters that no
+    one of them spells alone (SentencePiece's `<0xHH>` byte fallback, or a byte-level BPE
+    token cut inside a character) become one unit with that text; every other token is a
+    unit alone (None: show its own piece)."""
     units: list[tuple[list[Token], str | None]] = []
     index = 0
     while index < len(tokens):
-        lead = _byte(tokens[index].piece)
-        length = _utf8_length(lead) if lead is not None else 0
-        run = tokens[index : index + length]
-        values = [_byte(t.piece) for t in run]
-        if length and len(run) == length and all(v is not None for v in values):
-            try:
-                char = bytes(values).decode("utf-8")  # type: ignore[arg-type]
-            except UnicodeDecodeError:
-                char = None
-            if char is not None:
-                units.append((list(run), char))
-                index += length
-                continue
+        if _spells_nothing_alone(tokens[index].piece):
+            joined = b""
+            for end in range(index, min(index + MAX_SPELLING, len(tokens))):
+                joined += piece_bytes(tokens[end].piece)
+                if end == index:
+                    continue
+                try:
+                    text = joined.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+                units.append((list(tokens[index : end + 1]), text))
+                index = end + 1
+                break
+            else:
+                units.append(([tokens[index]], None))
+                index += 1
+            continue
         units.append(([tokens[index]], None))
         index += 1
     return units
+
+
+def vocab_label(piece: str | None) -> str:
+    """A vocabulary entry as a reader can tell it apart: the piece as text, and a piece
+    that is only part of a character (a lone byte) said to be one."""
+    if _spells_nothing_alone(piece):
+        return f"{display_piece(piece)} (part of a character)"
+    return repr(display_piece(piece))
+
+
+def pieces_text(pieces: Sequence[str | None]) -> str:
+    """Pieces as the text they spell (for contexts and exports): byte runs merged into their
+    characters, the other pieces as `display_piece` shows them."""
+    tokens = [Token.model_construct(piece=p) for p in pieces]
+    return "".join(
+        display_piece(unit[0].piece) if char is None else char
+        for unit, char in spelled_groups(tokens)
+    )
 
 
 def route_at(token: Token, layer: int) -> Route | None:

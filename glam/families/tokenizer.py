@@ -1,5 +1,10 @@
 """A Hugging Face `tokenizer.json` behind the interface of glam.tokenizer.Tokenizer.
 
+Pieces are shown the way glam's SentencePiece pieces are: ▁ for a space and `<0xHH>` for a
+byte that is no character on its own. Byte-level BPE vocabularies (GPT-2's, used by OLMoE,
+Qwen and DeepSeek) store each byte as a printable stand-in character (`Ġ` for a space,
+`æĹ¥` for 日); `pieces` and `vocab` map them back, so the dashboard shows 日, not æĹ¥.
+
 Special ids come from config.json (`bos_token_id`, `eos_token_id`, `pad_token_id`; a list
 of eos ids gives its first), else from tokenizer_config.json's token strings. `encode`
 adds no special tokens, as glam's does not; `decode` drops them.
@@ -15,6 +20,42 @@ from typing import Any
 import tokenizers
 
 FILENAME = "tokenizer.json"
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-to-character table, inverted: the printable Latin-1 bytes stand for
+    themselves, the other 68 are shifted to 256 + n in byte order."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    shifted = [b for b in range(256) if b not in printable]
+    table = {chr(b): b for b in printable}
+    table.update({chr(256 + n): b for n, b in enumerate(shifted)})
+    return table
+
+
+BYTE_LEVEL = _byte_level_alphabet()
+SPACE_MARK = "\u2581"
+
+
+def readable_piece(raw: bytes) -> str:
+    """Bytes as a glam-style piece: the text when they are whole UTF-8 (spaces as ▁,
+    newlines and other control bytes as `<0xHH>`), else every non-ASCII byte as `<0xHH>`."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        return "".join(
+            SPACE_MARK if c == " " else (f"<0x{ord(c):02X}>" if ord(c) < 0x20 else c) for c in text
+        )
+    return "".join(
+        SPACE_MARK if b == 0x20 else (chr(b) if 0x20 < b < 0x7F else f"<0x{b:02X}>") for b in raw
+    )
+
+
+def _uses_byte_level(tokenizer: tokenizers.Tokenizer) -> bool:
+    decoder = json.loads(tokenizer.to_str()).get("decoder") or {}
+    parts = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
+    return any(part.get("type") == "ByteLevel" for part in parts)
 
 
 def _first(value: Any) -> int | None:
@@ -41,9 +82,14 @@ class HFTokenizer:
         self._tok = tokenizer
         size = max(tokenizer.get_vocab_size(with_added_tokens=True), model_vocab_size)
         self._vocab = [""] * size
+        byte_level = _uses_byte_level(tokenizer)
+        added = set(tokenizer.get_added_tokens_decoder())  # special tokens: shown as they are
         for piece, index in tokenizer.get_vocab(with_added_tokens=True).items():
-            if 0 <= index < size:
-                self._vocab[index] = piece
+            if not 0 <= index < size:
+                continue
+            if byte_level and index not in added and all(c in BYTE_LEVEL for c in piece):
+                piece = readable_piece(bytes(BYTE_LEVEL[c] for c in piece))
+            self._vocab[index] = piece
         self._bos, self._eos, self._unk = bos_id, eos_id, unk_id
         self._pad = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
 

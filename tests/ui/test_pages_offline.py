@@ -94,6 +94,7 @@ def test_an_unreachable_api_is_a_message_not_a_traceback(open_page, page):
 # What the service answers when one text is a single token: nothing of its domain is scored.
 ABLATION = {
     "ablate": {"1": [0]},
+    "sample": {"source": "texts", "documents": {"solo": 1, "user": 1}},
     "domains": [
         {"domain": "solo", "tokens": 0, "base_nll": None, "ablated_nll": None, "delta": None},
         {"domain": "user", "tokens": 4, "base_nll": 2.0, "ablated_nll": 2.5, "delta": 0.5},

@@ -8,7 +8,7 @@ import re
 from tests.ui import samples
 from ui import schemas as s
 from ui.palette import expert_colours, text_colour
-from ui.tokens import display_piece, legend_html, tokens_html
+from ui.tokens import display_piece, legend_html, pieces_text, tokens_html, vocab_label
 
 XSS = "<img src=x onerror=alert(1)>\"'&"
 
@@ -107,3 +107,18 @@ def test_an_incomplete_or_invalid_byte_run_stays_spelt_out():
         toks = [samples.token(i, p, [samples.route(1, 0, 1)]) for i, p in enumerate(pieces)]
         got = [t["text"] for t in spans(tokens_html(toks, layer=1, num_experts=4))]
         assert got == [display_piece(p) for p in pieces]
+
+
+def test_byte_level_bpe_tokens_cut_inside_a_character_are_merged_too():
+    # "▁日" split as "▁<0xE6>" + "<0x97><0xA5>" (a byte-level BPE cut), then "本" whole
+    pieces = ["\u2581<0xE6>", "<0x97><0xA5>", "本"]
+    toks = [samples.token(i, p, [samples.route(1, 0, 1)]) for i, p in enumerate(pieces)]
+    at_1 = spans(tokens_html(toks, layer=1, num_experts=4))
+    assert [t["text"] for t in at_1] == [" 日", "本"]
+    assert [t["data-tokens"] for t in at_1] == ["2", "1"]
+
+
+def test_contexts_and_vocabulary_lists_show_text_not_bytes():
+    assert pieces_text(["\u2581x", "<0xE5>", "<0x84>", "<0x84>", "<0x0A>"]) == " x億↵"
+    assert vocab_label("<0x9F>") == "<0x9F> (part of a character)"
+    assert vocab_label("\u2581the") == "' the'"

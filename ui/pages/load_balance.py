@@ -45,6 +45,15 @@ for tab, x in zip(tabs, loads, strict=True):
     )
 
 st.subheader("Dropped by capacity")
+if not any(r.drop_rate.value for r in stats.routing):
+    # A chart of zeros says less than a sentence: dropless routers (imported models) and
+    # runs with room for every token drop nothing.
+    dropless = card.config.get("capacity_factor") is None
+    st.info(
+        "Nothing was dropped in this selection"
+        + (": the model's router is dropless (no capacity limit)." if dropless else ".")
+    )
+    st.stop()
 exports.chart(charts.drop_rate_bars(stats.routing), "drops-by-rank", width="stretch")
 widths = [8, 16, 32, 64, 128]
 bucket = st.select_slider(

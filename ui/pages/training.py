@@ -32,7 +32,7 @@ st.caption(
     f"{history.model}: {len(steps)} checkpoints from step {steps[0]:,} to {steps[-1]:,}, "
     f"{overall[0].tokens:,} probe tokens. Saturation is measured against step "
     f"{history.last_step:,}, so it reaches 1 there by definition; random top-k sets would "
-    f"agree {history.saturation_baseline:.3f} (2/E)."
+    f"agree {history.saturation_baseline:.3f} (k/E)."
 )
 left, right = st.columns(2)
 exports.chart(
