@@ -349,7 +349,10 @@ def cmd_ship(args: argparse.Namespace) -> None:
     from glam.model_card import main_ship
 
     try:
-        main_ship(args.run, args.dense_run, args.early, args.corpus, args.out, args.equal_step)
+        main_ship(
+            args.run, args.dense_run, args.early, args.corpus, args.out, args.equal_step,
+            args.add_dense_run,
+        )  # fmt: skip
     except (ValueError, FileNotFoundError) as error:
         raise CliError(str(error)) from None
 
@@ -454,9 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("ship", help="copy a run into checkpoints/ with its model card")
-    p.add_argument("--run", required=True, help="training output directory")
+    p.add_argument("--run", default=None, help="training output directory")
     p.add_argument("--dense-run", default=None, help="the dense-equivalent's run, to compare")
-    p.add_argument("--early", required=True, help="e.g. step-000025")
+    p.add_argument("--add-dense-run", default=None,
+                   help="complete OUT's card with this dense run (no --run needed)")  # fmt: skip
+    p.add_argument("--early", default="step-000150", help="e.g. step-000025")
     p.add_argument("--equal-step", type=int, default=None,
                    help="MoE step to compare with the dense run (default: its last)")  # fmt: skip
     p.add_argument("--corpus", required=True)

@@ -10,6 +10,10 @@ whole validation split of `--corpus`. With `--dense-run`, the MoE
 checkpoint saved at the dense run's last step (`RUN/step-NNNNNN`) is compared with it at
 equal training tokens, overall and per domain. Traces written by `glam probe` into
 OUT/training_routing.npz are summarised in the card.
+
+A dense-equivalent trained after the MoE was shipped (with `--equal-step`) is added with
+
+    glam ship --add-dense-run runs/glam-64e-dense --corpus VALIDATION --out checkpoints/glam-64e
 """
 
 from __future__ import annotations
@@ -214,27 +218,68 @@ def ship(
     if dense is not None:
         if moe_equal.meta["tokens_seen"] != dense.meta["tokens_seen"]:
             raise ValueError("the MoE checkpoint and the dense run saw different token counts")
-        dense_by = _eval_summary(evaluate(dense.model, dense.tokenizer, records))
-        dense_losses = dense_by["loss_by_domain"]
-        ahead = [d for d, loss in moe_by["loss_by_domain"].items() if loss < dense_losses[d]]
-        card["dense_equivalent"] = {
-            "config": dense.config.to_dict(),
-            "params": count_params(dense.config).to_dict(),
-            "steps": dense.meta["step"],
-            "tokens_seen": dense.meta["tokens_seen"],
-            "wall_seconds": dense.meta["wall_seconds"],
-            "validation": dense_by,
-        }
-        card["equal_tokens"].update(
-            dense=dense_by,
-            moe_ahead_nats=round(dense_by["overall_loss"] - moe_by["overall_loss"], 4),
-            domains_moe_ahead=sorted(ahead),
-        )
+        compare_with_dense(card, dense, records)
     traces = out / probes.TRACES_FILE
     if traces.exists():
         card["training_routing"] = _training_routing(traces)
     (out / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     (out / "MODEL_CARD.md").write_text(render_markdown(card))
+    return card
+
+
+def compare_with_dense(
+    card: dict[str, Any], dense: checkpoint.Loaded, records: list[Record]
+) -> None:
+    """Fill `card["dense_equivalent"]` and the dense side of `card["equal_tokens"]` (whose
+    MoE side is the MoE's checkpoint at the dense run's last step, already measured on the
+    same validation records)."""
+    equal = card["equal_tokens"]
+    if equal["tokens_seen"] != dense.meta["tokens_seen"]:
+        raise ValueError(
+            f"the dense run saw {dense.meta['tokens_seen']:,} tokens; the MoE checkpoint it is "
+            f"compared with saw {equal['tokens_seen']:,}"
+        )
+    moe_by = equal["moe"]
+    dense_by = _eval_summary(evaluate(dense.model, dense.tokenizer, records))
+    if dense_by["validation_tokens"] != moe_by["validation_tokens"]:
+        raise ValueError("the dense run was measured on other validation tokens than the MoE")
+    dense_losses = dense_by["loss_by_domain"]
+    ahead = [d for d, loss in moe_by["loss_by_domain"].items() if loss < dense_losses[d]]
+    card["dense_equivalent"] = {
+        "config": dense.config.to_dict(),
+        "params": count_params(dense.config).to_dict(),
+        "steps": dense.meta["step"],
+        "tokens_seen": dense.meta["tokens_seen"],
+        "wall_seconds": dense.meta["wall_seconds"],
+        "validation": dense_by,
+    }
+    equal.update(
+        dense=dense_by,
+        moe_ahead_nats=round(dense_by["overall_loss"] - moe_by["overall_loss"], 4),
+        domains_moe_ahead=sorted(ahead),
+    )
+
+
+def add_dense_comparison(model_dir: Path, dense_run: Path, corpus: Path) -> dict[str, Any]:
+    """Complete a shipped model's card with its dense-equivalent, trained after the MoE was
+    shipped: the card's `equal_tokens` already holds the MoE side (`glam ship --equal-step`),
+    so only the dense run's final checkpoint is measured. Rewrites the card, JSON and text."""
+    card_file = model_dir / "model_card.json"
+    card = json.loads(card_file.read_text())
+    if "equal_tokens" not in card:
+        raise ValueError(f"{card_file} has no equal_tokens: ship it with --equal-step first")
+    dense = checkpoint.load(dense_run / "final")
+    if dense.meta["step"] != card["equal_tokens"]["step"]:
+        raise ValueError(
+            f"the dense run ended at step {dense.meta['step']}; the card's MoE side is step "
+            f"{card['equal_tokens']['step']}"
+        )
+    records = read_corpus(corpus, VALIDATION)
+    if not records:
+        raise ValueError(f"{corpus} has no validation documents")
+    compare_with_dense(card, dense, records)
+    card_file.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    (model_dir / "MODEL_CARD.md").write_text(render_markdown(card))
     return card
 
 
@@ -397,8 +442,20 @@ def render_markdown(card: dict[str, Any]) -> str:
 
 
 def main_ship(
-    run: str, dense_run: str | None, early: str, corpus: str, out: str, equal_step: int | None
+    run: str | None,
+    dense_run: str | None,
+    early: str,
+    corpus: str,
+    out: str,
+    equal_step: int | None,
+    add_dense_run: str | None = None,
 ) -> None:
+    if add_dense_run is not None:
+        card = add_dense_comparison(Path(out), Path(add_dense_run), Path(corpus))
+        print(json.dumps({"equal_tokens": card["equal_tokens"]}, indent=2))
+        return
+    if run is None:
+        raise ValueError("--run is required (or --add-dense-run to complete a shipped card)")
     card = ship(
         run=Path(run),
         dense_run=Path(dense_run) if dense_run else None,

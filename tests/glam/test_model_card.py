@@ -78,6 +78,31 @@ def test_the_moe_is_compared_with_the_dense_run_at_its_last_step(shipped, runs, 
     assert json.loads((out / "model_card.json").read_text()) == card
 
 
+def test_a_dense_run_trained_after_shipping_completes_the_card(
+    shipped, runs, corpus_path, tmp_path, capsys
+):
+    # Shipped first with only the MoE side of the comparison (--equal-step); the dense run
+    # comes later, when the MoE's run directory may be gone: its card is all it needs.
+    moe, dense = runs
+    out = tmp_path / "later"
+    first = ship(run=moe, dense_run=None, early="step-000001", corpus=corpus_path, out=out,
+                 equal_step=3)  # fmt: skip
+    assert first["equal_tokens"]["dense"] is None
+    assert "has not been trained yet" in (out / "MODEL_CARD.md").read_text()
+    code = main(["ship", "--add-dense-run", str(dense), "--corpus", str(corpus_path),
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    card = json.loads((out / "model_card.json").read_text())
+    once = shipped[0]  # the same comparison made in one go
+    for key in ("moe", "dense", "moe_ahead_nats", "domains_moe_ahead"):
+        assert card["equal_tokens"][key] == once["equal_tokens"][key], key
+    assert card["dense_equivalent"]["steps"] == 3
+    assert "| **overall** |" in (out / "MODEL_CARD.md").read_text()
+    code = main(["ship", "--add-dense-run", str(moe), "--corpus", str(corpus_path),
+                 "--out", str(out)])  # fmt: skip
+    assert code == 2 and "ended at step 6" in capsys.readouterr().err
+
+
 def test_a_dense_run_without_a_matching_moe_checkpoint_is_a_cli_error(
     runs, corpus_path, tmp_path, capsys
 ):
