@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from backend.deps import SessionDep, WriteAccess, WriterSessionDep
+from backend.deps import AppState, SessionDep, StateDep, WriteAccess, WriterSessionDep
 from backend.params import MAX_ID, Id, Name
 from backend.schemas import Problem
-from storage import ingest
+from storage import export, ingest
 from storage import jobs as job_store
 from storage import runs as run_store
 
@@ -112,58 +111,35 @@ def delete_run(run_id: RunId, session: WriterSessionDep) -> Response:
     return Response(status_code=204)
 
 
-# Long format: one row per token x MoE layer x choice (rank 0 = top-1), so that any k reads
-# the same way.
-_EXPORT_COLUMNS = (
-    "document_id", "domain", "position", "token_id", "piece", "nll", "predicted", "layer",
-    "entropy", "rank", "expert", "gate", "prob", "kept",
-)  # fmt: skip
-
-
-def _export_rows(session: SessionDep, run_id: int):
-    offset = 0
-    while True:
-        documents = run_store.run_tokens(session, run_id, limit=50, offset=offset)
-        if not documents:
-            return
-        for doc in documents:
-            for token in doc.tokens:
-                for route in token.routes:
-                    choices = zip(route.experts, route.gates, route.probs, route.kept, strict=True)
-                    for rank, choice in enumerate(choices):
-                        yield (
-                            doc.document.id, doc.document.domain, token.position,
-                            token.token_id, token.piece, token.nll, token.predicted,
-                            route.layer, route.entropy, rank, *choice,
-                        )  # fmt: skip
-        offset += len(documents)
+def _streamed(state: AppState, run_id: int, encode) -> Iterator[bytes]:
+    """The export's bytes, read in a session of its own: the response streams after the
+    route has returned (and its session has closed)."""
+    with state.sessions() as session:
+        yield from encode(export.run_batches(session, run_id))
 
 
 @router.get(
     "/{run_id}/export",
-    responses={**NOT_FOUND, 200: {"content": {"text/csv": {}, "application/octet-stream": {}}}},
-    summary="Every token x MoE layer x choice of a run, as CSV or Parquet",
+    responses={
+        **NOT_FOUND,
+        200: {"content": {"text/csv": {}, export.PARQUET_MEDIA_TYPE: {}}},
+    },
+    summary="Every token x MoE layer x choice of a run, as CSV or Parquet (streamed)",
 )
 def export_run(
-    run_id: RunId, session: SessionDep, format: Literal["csv", "parquet"] = "csv"
-) -> Response:
+    run_id: RunId,
+    session: SessionDep,
+    state: StateDep,
+    format: Literal["csv", "parquet"] = "csv",
+) -> StreamingResponse:
+    """Long format, one row per choice (rank 0 = top-1): document_id, domain, position,
+    token_id, piece, nll, predicted, layer, entropy, rank, expert, gate, prob, kept. Streamed
+    a few documents at a time, so a run of any size costs the memory of one chunk."""
     _get(session, run_id)
-    rows = _export_rows(session, run_id)
     filename = f"run-{run_id}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        columns = list(zip(*rows, strict=True)) or [()] * len(_EXPORT_COLUMNS)
-        table = pa.table(dict(zip(_EXPORT_COLUMNS, map(list, columns), strict=True)))
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        return Response(buffer.getvalue(), media_type="application/octet-stream", headers=headers)
-
-    # Built before the response starts: the session closes when the route returns.
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(_EXPORT_COLUMNS)
-    writer.writerows(rows)
-    return Response(out.getvalue(), media_type="text/csv", headers=headers)
+        body = _streamed(state, run_id, export.parquet_stream)
+        return StreamingResponse(body, media_type=export.PARQUET_MEDIA_TYPE, headers=headers)
+    body = _streamed(state, run_id, export.csv_stream)
+    return StreamingResponse(body, media_type="text/csv", headers=headers)

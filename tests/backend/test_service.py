@@ -166,6 +166,7 @@ def test_export_csv_and_parquet_hold_every_token_layer_and_choice(client):
     lines = csv_response.text.strip().splitlines()
     assert lines[0].startswith("document_id,domain,position") and len(lines) == 1 + n_rows
     parquet = client.get(f"/v1/runs/{run_id}/export", params={"format": "parquet"})
+    assert parquet.headers["content-type"] == "application/vnd.apache.parquet"
     table = pq.read_table(io.BytesIO(parquet.content))
     assert table.num_rows == n_rows
     head = table.slice(0, k).to_pydict()  # the first token's choices at the first layer
