@@ -140,9 +140,11 @@ def run_batches(session: Session, run_id: int) -> Iterator[pa.RecordBatch]:
         )
         token_id = tokens[at_token, 2].astype(np.int32)
         nll = np.where(tokens[at_token, 4] > 0, np.nan, tokens[at_token, 3]).astype(np.float32)
-        domain_of = dict((d[0], d[1]) for d in chunk)
         doc_ids = doc.astype(np.int64)
-        domain_codes = np.vectorize(domain_of.__getitem__, otypes=[np.int32])(doc_ids)
+        # the chunk's documents are in id order, as are its rows: one lookup per row in numpy
+        chunk_ids = np.asarray(ids, dtype=np.int64)
+        chunk_domains = np.asarray([d[1] for d in chunk], dtype=np.int32)
+        domain_codes = chunk_domains[np.searchsorted(chunk_ids, doc_ids)]
         yield pa.RecordBatch.from_arrays(
             [
                 pa.array(doc_ids),
