@@ -7,7 +7,6 @@ import itertools
 
 import numpy as np
 import pytest
-from sqlalchemy.orm import Session
 
 from storage import db
 from storage.ingest import ingest_run, register_model
@@ -201,7 +200,9 @@ def lone_expert_model(client, database_url) -> str:
     """A one-expert model (documented as supported) with one stored run, next to the app's."""
     engine = db.make_engine(database_url)
     trace = random_trace(np.random.default_rng(9), batch=3, seq=12, num_experts=1)
-    with Session(engine) as session, session.begin():
+    # A write session (BEGIN IMMEDIATE on SQLite): the app's job runner and statistics keeper
+    # write too, and a deferred transaction that reads then writes fails at once on conflict.
+    with db.session_factory(engine, writes=True).begin() as session:
         register_model(session, name="lone", num_experts=1, vocab_size=30, moe_layers=(1, 3, 5))
         ingest_run(session, model_name="lone", trace=trace, texts=["a", "b", "c"], domains="web")
     engine.dispose()
